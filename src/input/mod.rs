@@ -1,0 +1,3 @@
+//! Inputs: thin shells that move bytes from a file or socket to the TS core.
+
+pub mod file;

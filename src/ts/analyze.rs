@@ -1,0 +1,356 @@
+//! The whole-stream analysis behind `probe`: framing, scanning and PSI over
+//! a buffer, summarised as a [`Report`]. Sans-IO: the caller hands in bytes.
+
+use serde::Serialize;
+
+use super::framing::{PacketSize, SyncTracker};
+use super::packet::{Pcr, Pid, TsPacket};
+use super::psi::{Psi, PsiCounters};
+use super::scan::{Kernel, PayloadSink, Run, Scanner};
+use super::stats::PidTable;
+
+/// Packets per scanner call without a duration limit (about 385 KB).
+const RUN_PACKETS: usize = 2048;
+/// Packets per scanner call under a duration limit: the limit is checked
+/// between calls, so this bounds the overshoot.
+const LIMITED_RUN_PACKETS: usize = 64;
+
+/// Feeds wanted packets to the PSI state.
+struct PsiSink<'a>(&'a mut Psi);
+
+impl PayloadSink for PsiSink<'_> {
+    fn payload_packet(&mut self, pkt: TsPacket<'_>, _: u64, table: &mut PidTable) {
+        self.0.push(&pkt, table);
+    }
+}
+
+/// Analysis state over one stream.
+pub struct Analyzer {
+    sync: SyncTracker,
+    scanner: Scanner,
+    psi: Psi,
+    bytes: u64,
+    skipped_bytes: u64,
+    truncated_bytes: u64,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new()
+    }
+}
+
+/// Where [`Analyzer::analyze`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// All bytes were accounted.
+    End,
+    /// The PCR-timed duration limit was reached after this many bytes.
+    Limit {
+        /// Bytes accounted before stopping.
+        bytes: usize,
+    },
+}
+
+impl Analyzer {
+    /// An analyzer on the fastest scanner kernel.
+    pub fn new() -> Analyzer {
+        Analyzer::with_scanner(Scanner::new())
+    }
+
+    /// An analyzer on a chosen kernel, or `None` when the CPU lacks it.
+    pub fn with_kernel(kernel: Kernel) -> Option<Analyzer> {
+        Scanner::with_kernel(kernel).map(Analyzer::with_scanner)
+    }
+
+    fn with_scanner(mut scanner: Scanner) -> Analyzer {
+        let psi = Psi::new(scanner.table_mut());
+        Analyzer {
+            sync: SyncTracker::default(),
+            scanner,
+            psi,
+            bytes: 0,
+            skipped_bytes: 0,
+            truncated_bytes: 0,
+        }
+    }
+
+    /// Analyzes a whole input held in `buf`, stopping early once the first
+    /// program's PCRs span `limit_secs`.
+    pub fn analyze(&mut self, buf: &[u8], limit_secs: Option<f64>) -> Stop {
+        let limit_ticks = limit_secs.map(|s| (s * Pcr::HZ as f64) as u64);
+        let run_max = if limit_ticks.is_some() {
+            LIMITED_RUN_PACKETS
+        } else {
+            RUN_PACKETS
+        };
+        // End of the last accounted packet unit; sync position of the next
+        // packet while locked.
+        let mut accounted = 0usize;
+        let mut locked: Option<usize> = None;
+        let mut search = 0usize;
+        let stop = loop {
+            let pos = match locked {
+                Some(pos) => pos,
+                None => match self.sync.acquire(buf, search, true) {
+                    Some(pos) => {
+                        let prefix = self.sync.size().map_or(0, PacketSize::prefix);
+                        let unit_start = pos.saturating_sub(prefix).max(accounted);
+                        self.skipped_bytes += (unit_start - accounted) as u64;
+                        accounted = unit_start;
+                        pos
+                    }
+                    None => break Stop::End,
+                },
+            };
+            let stride = self.sync.size().map_or(188, PacketSize::stride);
+            let run = Run::fitting(buf.len(), pos, stride, run_max);
+            if run.count == 0 {
+                break Stop::End;
+            }
+            let out = self.scanner.scan(buf, run, &mut PsiSink(&mut self.psi));
+            let next = pos + out.packets * stride;
+            if out.packets > 0 {
+                let prefix = self.sync.size().map_or(0, PacketSize::prefix);
+                accounted = (next - prefix).min(buf.len());
+            }
+            if out.sync_lost {
+                self.sync.lose();
+                locked = None;
+                search = next + 1;
+            } else {
+                locked = Some(next);
+            }
+            if let Some(limit) = limit_ticks
+                && self.pcr_ticks() >= limit
+            {
+                self.bytes += accounted as u64;
+                return Stop::Limit { bytes: accounted };
+            }
+        };
+        let rest = (buf.len() - accounted) as u64;
+        // A packet cut short where one was due is a truncated tail; anything
+        // else left over is garbage.
+        match locked {
+            Some(pos) if buf.get(pos) == Some(&0x47) => self.truncated_bytes += rest,
+            _ => self.skipped_bytes += rest,
+        }
+        self.bytes += buf.len() as u64;
+        stop
+    }
+
+    /// The PCR PID of the first program in the PAT, once its PMT is known.
+    fn first_pcr_pid(&self) -> Option<Pid> {
+        self.psi
+            .programs()
+            .find_map(|(_, _, pmt)| pmt.map(|p| p.pcr_pid))
+    }
+
+    /// Valid PCR-timed ticks of the first program.
+    fn pcr_ticks(&self) -> u64 {
+        self.first_pcr_pid()
+            .and_then(|pid| self.scanner.table().get(pid))
+            .map_or(0, |e| e.pcr.timed_ticks)
+    }
+
+    /// The scanner's counters.
+    pub fn table(&self) -> &PidTable {
+        self.scanner.table()
+    }
+
+    /// The PSI state.
+    pub fn psi(&self) -> &Psi {
+        &self.psi
+    }
+
+    /// Summarises what was seen; `url` is echoed in the report.
+    pub fn report(&self, url: &str) -> Report {
+        let table = self.scanner.table();
+        let first_pcr = self
+            .first_pcr_pid()
+            .and_then(|pid| table.get(pid))
+            .map(|e| &e.pcr);
+        let bitrate_bps = first_pcr.and_then(|p| p.bitrate_bps());
+        let ts_packets = self.scanner.packets();
+        let programs = self
+            .psi
+            .programs()
+            .map(|(number, pmt_pid, pmt)| ProgramReport {
+                number,
+                pmt_pid: pmt_pid.value(),
+                pcr_pid: pmt.map(|p| p.pcr_pid.value()),
+                streams: pmt
+                    .map(|p| {
+                        p.streams
+                            .iter()
+                            .map(|es| StreamReport {
+                                pid: es.pid.value(),
+                                stream_type: es.stream_type,
+                                codec: es.codec.unwrap_or(super::codec::UNKNOWN),
+                                language: es.language.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let mut pids: Vec<PidReport> = table
+            .iter()
+            .map(|e| PidReport {
+                pid: e.pid.value(),
+                packets: e.packets,
+                cc_errors: e.cc_errors,
+                transport_errors: e.transport_errors,
+                discontinuities: e.discontinuities,
+                scrambled: e.scrambled,
+                bitrate_bps: bitrate_bps.filter(|_| ts_packets > 0).map(|b| {
+                    (u128::from(b) * u128::from(e.packets) / u128::from(ts_packets)) as u64
+                }),
+                pcr: (e.pcr.count > 0).then(|| PcrReport {
+                    count: e.pcr.count,
+                    interval_min_ms: e.pcr.min_interval_ticks.map(ticks_to_ms),
+                    interval_max_ms: e.pcr.max_interval_ticks.map(ticks_to_ms),
+                    interval_violations: e.pcr.interval_violations,
+                }),
+            })
+            .collect();
+        pids.sort_by_key(|p| p.pid);
+        let PsiCounters {
+            crc_errors,
+            malformed_sections,
+            ..
+        } = self.psi.counters();
+        Report {
+            url: url.to_owned(),
+            bytes: self.bytes,
+            ts_packets,
+            packet_size: self.sync.first_size().map(PacketSize::stride),
+            bitrate_bps,
+            duration_secs: first_pcr
+                .filter(|p| p.timed_ticks > 0)
+                .map(|p| p.timed_ticks as f64 / Pcr::HZ as f64),
+            scanner: self.scanner.kernel().name(),
+            programs,
+            errors: ErrorReport {
+                sync_losses: self.sync.sync_losses(),
+                cc_errors: pids.iter().map(|p| p.cc_errors).sum(),
+                transport_errors: pids.iter().map(|p| p.transport_errors).sum(),
+                skipped_bytes: self.skipped_bytes,
+                truncated_bytes: self.truncated_bytes,
+                psi_crc_errors: crc_errors,
+                psi_malformed_sections: malformed_sections,
+            },
+            pids,
+        }
+    }
+}
+
+fn ticks_to_ms(ticks: u64) -> f64 {
+    ticks as f64 * 1000.0 / Pcr::HZ as f64
+}
+
+/// What `probe --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The input as given.
+    pub url: String,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Complete packets accounted.
+    pub ts_packets: u64,
+    /// 188, 192 or 204; null when no packet was found.
+    pub packet_size: Option<usize>,
+    /// Bits per second timed by the first program's PCRs.
+    pub bitrate_bps: Option<u64>,
+    /// Seconds covered by the first program's valid PCR intervals.
+    pub duration_secs: Option<f64>,
+    /// The scanner kernel that ran.
+    pub scanner: &'static str,
+    /// Programs in PAT order.
+    pub programs: Vec<ProgramReport>,
+    /// Every PID seen, ascending; packets add up to `ts_packets`.
+    pub pids: Vec<PidReport>,
+    /// Stream-wide error counters.
+    pub errors: ErrorReport,
+}
+
+/// One program.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramReport {
+    /// program_number.
+    pub number: u16,
+    /// PID of its PMT.
+    pub pmt_pid: u16,
+    /// PID of its PCR; null until the PMT arrives.
+    pub pcr_pid: Option<u16>,
+    /// Elementary streams in PMT order.
+    pub streams: Vec<StreamReport>,
+}
+
+/// One elementary stream.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamReport {
+    /// Its PID.
+    pub pid: u16,
+    /// stream_type.
+    pub stream_type: u8,
+    /// ffprobe's codec name, or `unknown`.
+    pub codec: &'static str,
+    /// ISO 639 language, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// Counters of one PID.
+#[derive(Clone, Debug, Serialize)]
+pub struct PidReport {
+    /// The PID.
+    pub pid: u16,
+    /// Packets.
+    pub packets: u64,
+    /// Continuity errors.
+    pub cc_errors: u64,
+    /// Packets flagged by transport_error_indicator.
+    pub transport_errors: u64,
+    /// Packets with discontinuity_indicator.
+    pub discontinuities: u64,
+    /// Scrambled packets.
+    pub scrambled: u64,
+    /// This PID's share of the stream bitrate.
+    pub bitrate_bps: Option<u64>,
+    /// PCR statistics when the PID carries PCRs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcr: Option<PcrReport>,
+}
+
+/// PCR statistics of one PID.
+#[derive(Clone, Debug, Serialize)]
+pub struct PcrReport {
+    /// PCRs seen.
+    pub count: u64,
+    /// Shortest valid interval.
+    pub interval_min_ms: Option<f64>,
+    /// Longest valid interval.
+    pub interval_max_ms: Option<f64>,
+    /// Valid intervals above 40 ms.
+    pub interval_violations: u64,
+}
+
+/// Stream-wide errors.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorReport {
+    /// Losses of sync (see `framing`).
+    pub sync_losses: u64,
+    /// Continuity errors over all PIDs.
+    pub cc_errors: u64,
+    /// transport_error_indicator over all PIDs.
+    pub transport_errors: u64,
+    /// Bytes outside any packet (garbage).
+    pub skipped_bytes: u64,
+    /// Bytes of a packet cut short by the end of input.
+    pub truncated_bytes: u64,
+    /// PSI sections dropped for a bad CRC.
+    pub psi_crc_errors: u64,
+    /// PSI sections dropped as malformed.
+    pub psi_malformed_sections: u64,
+}

@@ -1,0 +1,10 @@
+//! Pure transport-stream code: bytes in, results out. Nothing here touches a
+//! file, a socket or a clock.
+
+pub mod analyze;
+pub mod codec;
+pub mod framing;
+pub mod packet;
+pub mod psi;
+pub mod scan;
+pub mod stats;

@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests: the binary, fixtures, ffprobe.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Path of a committed fixture.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs the built `uringest` with `args`.
+pub fn uringest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uringest"))
+        .args(args)
+        .output()
+        .expect("run uringest")
+}
+
+/// `uringest probe --json` of `path`, parsed; panics with stderr on failure.
+pub fn probe_json(path: &Path) -> Value {
+    let out = uringest(&["probe", "--json", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("probe prints JSON")
+}
+
+/// ffprobe's programs and streams of `path`. ffprobe comes from Debian's
+/// ffmpeg package, which the README's test command installs.
+pub fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_programs",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed (the README's test command installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Parses ffprobe's `"0x100"` stream ids.
+pub fn hex_id(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
