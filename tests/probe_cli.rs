@@ -1,4 +1,5 @@
 //! `uringest probe` on damaged input and CLI misuse.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! `uringest probe` against ffprobe, the oracle, on every fixture.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

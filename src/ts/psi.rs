@@ -33,6 +33,9 @@ pub struct SectionAssembler {
     collecting: bool,
 }
 
+/// Receives each completed section, or the error that dropped it.
+pub type SectionCallback<'a> = &'a mut dyn FnMut(Result<&[u8], SectionError>);
+
 /// What went wrong with a section; counted by [`Psi`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SectionError {
@@ -45,11 +48,7 @@ pub enum SectionError {
 impl SectionAssembler {
     /// Feeds one packet's payload; calls `on_section` with every section it
     /// completes (CRC checked, CRC bytes included) or the error that dropped it.
-    pub fn push(
-        &mut self,
-        pkt: &TsPacket<'_>,
-        on_section: &mut dyn FnMut(Result<&[u8], SectionError>),
-    ) {
+    pub fn push(&mut self, pkt: &TsPacket<'_>, on_section: SectionCallback<'_>) {
         let Some(payload) = pkt.payload() else { return };
         let mut data = payload;
         if pkt.payload_unit_start() {
@@ -71,7 +70,7 @@ impl SectionAssembler {
     }
 
     /// Appends bytes, emitting each section as soon as it is whole.
-    fn extend(&mut self, mut data: &[u8], on_section: &mut dyn FnMut(Result<&[u8], SectionError>)) {
+    fn extend(&mut self, mut data: &[u8], on_section: SectionCallback<'_>) {
         while self.collecting && !data.is_empty() {
             if self.partial.is_empty() && data[0] == 0xFF {
                 // Stuffing: nothing more in this packet.
@@ -88,7 +87,7 @@ impl SectionAssembler {
             let Some(len) = self.declared_len() else {
                 continue;
             };
-            if len > MAX_SECTION || len < 3 + 5 + 4 {
+            if !(3 + 5 + 4..=MAX_SECTION).contains(&len) {
                 on_section(Err(SectionError::Length));
                 self.partial.clear();
                 self.collecting = false;

@@ -4,15 +4,16 @@
 //! Three kernels give identical results (property tests hold them to it):
 //! - `Scalar` applies [`PidTable::account`] to every packet;
 //! - `Sse2` (4 lanes) and `Avx2` (8 lanes) load the 4-byte headers of a
-//!   group of packets at once and compare them with the header the current
-//!   run predicts: sync byte, no transport error, the run's PID, payload
-//!   without adaptation field, and continuity counters rising by one. The
-//!   matching prefix of the group is applied in bulk (packets += n, counter
-//!   += n), which is exactly what the reference rules do for such packets;
-//!   the first packet that differs goes through [`PidTable::account`].
-//!
-//! A *run* starts after a packet whose PID is neither null nor wanted by a
-//! payload sink and that had no transport error, so its counter is known.
+//!   group of packets at once and match them against up to four *hot* PIDs
+//!   held in registers: sync byte, no transport error, a hot PID, payload
+//!   without adaptation field, and for each lane the counter its PID expects
+//!   there (its last counter plus the number of its packets in the group up
+//!   to that lane, from a prefix-count table indexed by the lane mask). The
+//!   matching prefix of the group is applied in bulk per PID (packets += n,
+//!   counter += n), which is exactly what the reference rules do for such
+//!   packets; the first packet that differs goes through
+//!   [`PidTable::account`]. Interleaved video and audio thus stay on the
+//!   fast path; PSI, PCR-carrying and damaged packets take the slow one.
 //!
 //! The scanner does not look for sync: it stops before the first packet that
 //! lacks 0x47 and reports it, and the framer resynchronises.
@@ -21,7 +22,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use super::packet::{PACKET_LEN, SYNC_BYTE, TsPacket};
+use super::packet::{Cc, PACKET_LEN, SYNC_BYTE, TsPacket};
 use super::stats::PidTable;
 
 /// Receives the packets of PIDs marked wanted (PSI, codec sniffing).
@@ -209,28 +210,118 @@ struct ScanCtx<'a> {
     sink: &'a mut dyn PayloadSink,
 }
 
-/// The header a run predicts for its next packets, and the run's state.
+/// Number of PIDs the SIMD kernels track at once.
+const HOT: usize = 4;
+/// A masked header that no packet can produce (bits outside the mask).
+const NO_HEADER: u32 = u32::MAX;
+/// Bits of the little-endian header word a hot PID must match: sync byte,
+/// transport_error_indicator, PID, scrambling (none) and
+/// adaptation_field_control (payload only); payload_unit_start, priority
+/// and counter may vary.
+const HOT_HEADER_MASK: u32 = 0xF0FF_9FFF;
+
+/// Up to [`HOT`] PIDs whose next packets the kernels can apply in bulk: for
+/// each, the header its simple packets carry (counter masked out), the last
+/// counter and the table slot. A PID is hot only while its entry is neither
+/// null nor wanted and its counter is known, so a simple packet (payload
+/// only, no transport error) with the next counter is exactly what the
+/// reference rules would accept without an error.
 #[derive(Clone, Copy)]
-struct RunState {
-    slot: usize,
-    /// Masked header (see [`RUN_HEADER_MASK`]) without the counter bits.
-    header: u32,
-    cc: u8,
+struct HotSet {
+    headers: [u32; HOT],
+    cc: [u8; HOT],
+    /// The null PID: counted, never continuity-checked.
+    any_cc: [bool; HOT],
+    /// Packets applied in bulk but not yet written to the table.
+    pending: [u32; HOT],
+    slots: [usize; HOT],
+    victim: usize,
 }
 
-/// Bits of the little-endian header word a run must match: sync byte,
-/// transport_error_indicator, PID, adaptation_field_control and counter;
-/// payload_unit_start, priority and scrambling may vary.
-const RUN_HEADER_MASK: u32 = 0x3FFF_9FFF;
+impl HotSet {
+    const EMPTY: HotSet = HotSet {
+        headers: [NO_HEADER; HOT],
+        cc: [0; HOT],
+        any_cc: [false; HOT],
+        pending: [0; HOT],
+        slots: [0; HOT],
+        victim: 0,
+    };
 
-/// Compares groups of headers against a run's prediction.
-trait RunMatcher {
+    /// Adds `counts[h]` packets to each hot PID; their counters advance by
+    /// as much. Kept in registers until [`HotSet::flush`].
+    #[inline(always)]
+    fn apply(&mut self, counts: [u32; HOT]) {
+        for ((pending, cc), count) in self.pending.iter_mut().zip(&mut self.cc).zip(counts) {
+            *pending += count;
+            *cc = ((u32::from(*cc) + count) & 0x0F) as u8;
+        }
+    }
+
+    /// Writes bulk-applied packets to the table, so the reference path
+    /// sees current counters.
+    #[inline(always)]
+    fn flush(&mut self, table: &mut PidTable) {
+        for h in 0..HOT {
+            if self.pending[h] > 0 {
+                let entry = table.at(self.slots[h]);
+                entry.packets += u64::from(self.pending[h]);
+                if !self.any_cc[h] {
+                    entry.last_cc = self.cc[h];
+                    entry.duplicate_seen = false;
+                }
+                self.pending[h] = 0;
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.headers == [NO_HEADER; HOT]
+    }
+
+    /// Brings the entry of the packet just accounted (header word `word`)
+    /// into the set, or drops it when it no longer qualifies. Call after
+    /// [`HotSet::flush`].
+    fn refresh(&mut self, table: &mut PidTable, slot: usize, word: u32) {
+        let header = (word & 0x00FF_1F00) | u32::from(SYNC_BYTE) | 0x1000_0000;
+        let at = self.headers.iter().position(|&h| h == header);
+        let entry = table.at(slot);
+        let null = entry.pid == super::packet::Pid::NULL;
+        let cc = match entry.last_cc() {
+            _ if entry.wanted => None,
+            _ if null => Some(Cc::new(0)),
+            known => known,
+        };
+        match (cc, at) {
+            (Some(cc), Some(i)) => self.cc[i] = cc.value(),
+            (Some(cc), None) => {
+                let i = self
+                    .headers
+                    .iter()
+                    .position(|&h| h == NO_HEADER)
+                    .unwrap_or_else(|| {
+                        self.victim = (self.victim + 1) % HOT;
+                        self.victim
+                    });
+                self.headers[i] = header;
+                self.cc[i] = cc.value();
+                self.any_cc[i] = null;
+                self.slots[i] = slot;
+            }
+            (None, Some(i)) => self.headers[i] = NO_HEADER,
+            (None, None) => {}
+        }
+    }
+}
+
+/// Compares groups of headers against the hot set.
+trait GroupMatcher {
     /// Packets per group.
     const LANES: usize;
-    /// How many leading packets of the group at `buf[off..]` (`LANES`
-    /// packets `stride` apart, all inside `buf`) continue the run whose
-    /// masked header is `header` and whose last counter is `cc`.
-    fn leading_matches(&self, buf: &[u8], off: usize, stride: usize, header: u32, cc: u8) -> usize;
+    /// For the group at `buf[off..]` (`LANES` packets `stride` apart): a bit
+    /// per lane that is a simple packet of a hot PID with the expected
+    /// counter, and per hot PID the lanes that carry it (counter or not).
+    fn matches(&self, buf: &[u8], off: usize, stride: usize, hot: &HotSet) -> (u32, [u32; HOT]);
 }
 
 /// The little-endian header word of the packet at `buf[off..]`.
@@ -241,55 +332,62 @@ fn header_word(buf: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
-/// The run that follows the packet whose header word is `word`, if any.
-#[inline(always)]
-fn run_after(ctx: &mut ScanCtx<'_>, slot: usize, word: u32) -> Option<RunState> {
-    let entry = ctx.table.at(slot);
-    if entry.wanted || entry.pid == super::packet::Pid::NULL || word & 0x80_00 != 0 {
-        return None;
+/// `PREFIX[m]` byte `k`: how many of bits `0..=k` of `m` are set.
+static PREFIX: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut m = 0;
+    while m < 256 {
+        let mut k = 0;
+        let mut count = 0u64;
+        let mut word = 0u64;
+        while k < 8 {
+            count += (m >> k) as u64 & 1;
+            word |= count << (8 * k);
+            k += 1;
+        }
+        table[m] = word;
+        m += 1;
     }
-    let cc = entry.last_cc()?.value();
-    Some(RunState {
-        slot,
-        header: (word & 0x00FF_1F00) | u32::from(SYNC_BYTE) | 0x1000_0000,
-        cc,
-    })
-}
+    table
+};
 
 /// The loop shared by every kernel; `M` decides how many packets of a group
 /// can be applied in bulk. Inlined into each kernel's entry point so the
 /// SIMD comparisons inline into it.
 #[inline(always)]
-fn drive<M: RunMatcher>(matcher: &M, mut ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
+fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
     let Run {
         start,
         stride,
         count,
     } = run;
+    let run_base = *ctx.next_index;
     let mut i = 0;
-    let mut state: Option<RunState> = None;
+    let mut hot = HotSet::EMPTY;
+    let full = if M::LANES >= 32 {
+        0
+    } else {
+        (1u32 << M::LANES) - 1
+    };
     while i < count {
-        if let Some(st) = state
-            && M::LANES <= count - i
-        {
-            let n = matcher.leading_matches(buf, start + i * stride, stride, st.header, st.cc);
+        if M::LANES <= count - i && !hot.is_empty() {
+            let (ok, masks) = matcher.matches(buf, start + i * stride, stride, &hot);
+            if ok == full {
+                // The common case: a constant step and counters that follow
+                // from the PID masks alone, so the next group's loads and
+                // comparisons need not wait for this one's result.
+                hot.apply(masks.map(u32::count_ones));
+                i += M::LANES;
+                continue;
+            }
+            let n = ok.trailing_ones();
             if n > 0 {
-                let cc = ((usize::from(st.cc) + n) & 0x0F) as u8;
-                let entry = ctx.table.at(st.slot);
-                entry.packets += n as u64;
-                entry.last_cc = cc;
-                entry.duplicate_seen = false;
-                *ctx.next_index += n as u64;
-                i += n;
-                state = Some(RunState { cc, ..st });
-                if n == M::LANES {
-                    continue;
-                }
-                if i >= count {
-                    break;
-                }
+                let lead = (1u32 << n) - 1;
+                hot.apply(masks.map(|m| (m & lead).count_ones()));
+                i += n as usize;
             }
         }
+        hot.flush(ctx.table);
         let off = start + i * stride;
         let Some(bytes) = buf
             .get(off..off + PACKET_LEN)
@@ -299,11 +397,14 @@ fn drive<M: RunMatcher>(matcher: &M, mut ctx: ScanCtx<'_>, buf: &[u8], run: Run)
         };
         let pkt = TsPacket::new(bytes);
         if !pkt.has_sync() {
+            *ctx.next_index = run_base + i as u64;
             return ScanOutcome {
                 packets: i,
                 sync_lost: true,
             };
         }
+        // Bulk-applied packets before this one get their indices now.
+        *ctx.next_index = run_base + i as u64;
         let index = *ctx.next_index;
         let slot = ctx.table.account(&pkt, index);
         *ctx.next_index += 1;
@@ -311,12 +412,15 @@ fn drive<M: RunMatcher>(matcher: &M, mut ctx: ScanCtx<'_>, buf: &[u8], run: Run)
         if ctx.table.at(slot).wanted {
             if !pkt.transport_error() {
                 ctx.sink.payload_packet(pkt, index, ctx.table);
+                // The sink may have changed which PIDs are wanted.
+                hot = HotSet::EMPTY;
             }
-            state = None;
         } else if M::LANES != usize::MAX {
-            state = run_after(&mut ctx, slot, header_word(buf, off));
+            hot.refresh(ctx.table, slot, header_word(buf, off));
         }
     }
+    hot.flush(ctx.table);
+    *ctx.next_index = run_base + i as u64;
     ScanOutcome {
         packets: i,
         sync_lost: false,

@@ -2,16 +2,16 @@
 //!
 //! [`PidTable::account`]: crate::ts::stats::PidTable::account
 
-use super::{Run, RunMatcher, ScanCtx, ScanOutcome, drive, header_word};
+use super::{GroupMatcher, HOT, HotSet, Run, ScanCtx, ScanOutcome, drive, header_word};
 use crate::ts::packet::SYNC_BYTE;
 
 /// A matcher that never matches, so `drive` handles packets one by one.
 struct NoShortcut;
 
-impl RunMatcher for NoShortcut {
+impl GroupMatcher for NoShortcut {
     const LANES: usize = usize::MAX;
-    fn leading_matches(&self, _: &[u8], _: usize, _: usize, _: u32, _: u8) -> usize {
-        0
+    fn matches(&self, _: &[u8], _: usize, _: usize, _: &HotSet) -> (u32, [u32; HOT]) {
+        (0, [0; HOT])
     }
 }
 

@@ -16,6 +16,7 @@ struct Spec {
     bad_sync: bool,
     discontinuity: bool,
     pusi: bool,
+    scrambled: bool,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -27,8 +28,9 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop::bool::weighted(0.01),
         prop::bool::weighted(0.02),
         prop::bool::weighted(0.1),
+        prop::bool::weighted(0.02),
     )
-        .prop_map(|(pid, cc_step, afc, tei, bad_sync, discontinuity, pusi)| Spec {
+        .prop_map(|(pid, cc_step, afc, tei, bad_sync, discontinuity, pusi, scrambled)| Spec {
             pid,
             cc_step,
             afc,
@@ -36,6 +38,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             bad_sync,
             discontinuity,
             pusi,
+            scrambled,
         })
 }
 
@@ -55,7 +58,7 @@ fn build(specs: &[Spec], stride: usize, noise: &[u8]) -> Vec<u8> {
         p[0] = if s.bad_sync { 0x46 } else { 0x47 };
         p[1] = (u8::from(s.tei) << 7) | (u8::from(s.pusi) << 6) | ((s.pid >> 8) as u8 & 0x1F);
         p[2] = s.pid as u8;
-        p[3] = (s.afc << 4) | *cc;
+        p[3] = (u8::from(s.scrambled) << 7) | (s.afc << 4) | *cc;
         if s.afc & 0b10 != 0 {
             p[4] = 7;
             p[5] = (u8::from(s.discontinuity) << 7) | 0x10;
@@ -176,6 +179,7 @@ fn steady_run_is_counted_in_bulk_and_exactly() {
             bad_sync: false,
             discontinuity: false,
             pusi: false,
+            scrambled: false,
         })
         .collect();
     let buf = build(&specs, 188, &[]);
@@ -209,6 +213,7 @@ fn stops_at_missing_sync() {
             bad_sync: false,
             discontinuity: false,
             pusi: false,
+            scrambled: false,
         })
         .collect();
     specs[37].bad_sync = true;
@@ -235,6 +240,7 @@ fn run_that_overhangs_the_buffer_is_cut() {
             bad_sync: false,
             discontinuity: false,
             pusi: false,
+            scrambled: false,
         }],
         188,
         &[],

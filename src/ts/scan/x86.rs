@@ -1,15 +1,17 @@
 //! SSE2 and AVX2 kernels.
 //!
 //! Ownership argument: the kernels only read. Every load covers 4 header
-//! bytes of a packet the caller proved to lie inside the borrowed buffer
-//! (`Run::fits`, rechecked per group below), so no read leaves the slice.
-//! The CPU features are proven by zero-sized tokens that only
-//! `is_x86_feature_detected!` can produce.
+//! bytes of a packet inside the borrowed buffer: `group_fits` is checked
+//! before each group is loaded, so no read leaves the slice. The CPU
+//! features are proven by zero-sized tokens that only exist after
+//! `is_x86_feature_detected!` said yes.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
-use super::{Run, RunMatcher, ScanCtx, ScanOutcome, drive, scalar};
+use super::{
+    GroupMatcher, HOT, HOT_HEADER_MASK, HotSet, PREFIX, Run, ScanCtx, ScanOutcome, drive, scalar,
+};
 
 /// Proof that the CPU has AVX2.
 #[derive(Clone, Copy)]
@@ -28,80 +30,125 @@ fn group_fits(buf: &[u8], off: usize, stride: usize, lanes: usize) -> bool {
         .is_some_and(|end| end <= buf.len())
 }
 
-/// Masked headers compared with the run's prediction: for lane `k` the
-/// counter must be `cc + 1 + k`.
-#[target_feature(enable = "avx2")]
-fn avx2_leading_matches(headers: __m256i, header: u32, cc: u8) -> usize {
-    let masked = _mm256_and_si256(headers, _mm256_set1_epi32(super::RUN_HEADER_MASK as i32));
-    let counters = _mm256_and_si256(
-        _mm256_add_epi32(
-            _mm256_set1_epi32(i32::from(cc)),
-            _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8),
-        ),
-        _mm256_set1_epi32(0x0F),
-    );
-    let expected = _mm256_or_si256(
-        _mm256_set1_epi32(header as i32),
-        _mm256_slli_epi32::<24>(counters),
-    );
-    let equal =
-        _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(masked, expected))) as u32;
-    (!equal).trailing_zeros() as usize
+/// Packets ahead of the group being matched whose header lines are
+/// prefetched: far enough to hide a DRAM miss at the scanner's pace.
+const PREFETCH_PACKETS: usize = 48;
+
+/// Hints the header lines of the group `PREFETCH_PACKETS` ahead into L1.
+/// A prefetch never faults, so addresses past the buffer are harmless; they
+/// are computed with wrapping arithmetic and never dereferenced.
+#[inline(always)]
+fn prefetch_ahead<const N: usize>(buf: &[u8], off: usize, stride: usize) {
+    let ahead = off.wrapping_add(PREFETCH_PACKETS * stride);
+    if ahead + N * stride <= buf.len() {
+        for k in 0..N {
+            let p = buf[ahead + k * stride..].as_ptr().cast::<i8>();
+            // SAFETY: `_mm_prefetch` only hints the cache; SSE is baseline
+            // on x86_64 and the pointer is inside `buf`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+        }
+    }
 }
 
-/// Gathers the header words of 8 packets `stride` apart from `off`.
-#[target_feature(enable = "avx2")]
-fn avx2_gather(buf: &[u8], off: usize, stride: usize) -> __m256i {
-    let s = stride as i32;
-    let offsets = _mm256_mullo_epi32(
-        _mm256_set1_epi32(s),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    );
-    // SAFETY: callers checked `group_fits(buf, off, stride, 8)`, so the 8
-    // four-byte loads at `off + k * stride` (k < 8) are inside `buf`; the
-    // gather has no alignment requirement; stride <= 204 keeps offsets in i32.
-    unsafe { _mm256_i32gather_epi32::<1>(buf.as_ptr().add(off).cast::<i32>(), offsets) }
+/// The header words of `N` packets `stride` apart from `off`.
+///
+/// # Safety
+/// `group_fits(buf, off, stride, N)` must hold.
+#[inline(always)]
+unsafe fn load_words<const N: usize>(buf: &[u8], off: usize, stride: usize) -> [i32; N] {
+    let base = buf.as_ptr();
+    // SAFETY: the caller guarantees `off + k * stride + 4 <= buf.len()` for
+    // every k < N; read_unaligned has no alignment requirement. Plain loads
+    // beat a gather here: they issue independently when the lines miss.
+    std::array::from_fn(|k| unsafe { base.add(off + k * stride).cast::<i32>().read_unaligned() })
 }
 
-impl RunMatcher for Avx2 {
+#[target_feature(enable = "avx2")]
+fn avx2_matches(words: [i32; 8], hot: &HotSet) -> (u32, [u32; HOT]) {
+    let headers = _mm256_setr_epi32(
+        words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7],
+    );
+    let fixed = _mm256_and_si256(headers, _mm256_set1_epi32(HOT_HEADER_MASK as i32));
+    let nibble = _mm256_set1_epi32(0x0F);
+    let counters = _mm256_and_si256(_mm256_srli_epi32::<24>(headers), nibble);
+    let mut expected = _mm256_setzero_si256();
+    let mut masks = [0u32; HOT];
+    for (h, mask) in masks.iter_mut().enumerate() {
+        let mine = _mm256_cmpeq_epi32(fixed, _mm256_set1_epi32(hot.headers[h] as i32));
+        *mask = _mm256_movemask_ps(_mm256_castsi256_ps(mine)) as u32;
+        // Lane k of PID h expects cc + (packets of h in lanes 0..=k).
+        let prefix = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(PREFIX[*mask as usize] as i64));
+        let want = if hot.any_cc[h] {
+            counters
+        } else {
+            _mm256_and_si256(
+                _mm256_add_epi32(_mm256_set1_epi32(i32::from(hot.cc[h])), prefix),
+                nibble,
+            )
+        };
+        expected = _mm256_or_si256(expected, _mm256_and_si256(mine, want));
+    }
+    let any = masks.iter().fold(0, |a, m| a | m);
+    let ok = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(counters, expected))) as u32
+        & any;
+    (ok, masks)
+}
+
+impl GroupMatcher for Avx2 {
     const LANES: usize = 8;
     #[inline(always)]
-    fn leading_matches(&self, buf: &[u8], off: usize, stride: usize, header: u32, cc: u8) -> usize {
+    fn matches(&self, buf: &[u8], off: usize, stride: usize, hot: &HotSet) -> (u32, [u32; HOT]) {
         if !group_fits(buf, off, stride, 8) {
-            return 0;
+            return (0, [0; HOT]);
         }
+        // SAFETY: `group_fits` held just above.
+        let words = unsafe { load_words::<8>(buf, off, stride) };
+        prefetch_ahead::<8>(buf, off, stride);
         // SAFETY: `self` proves AVX2 (see `Avx2`).
-        unsafe { avx2_leading_matches(avx2_gather(buf, off, stride), header, cc) }
+        unsafe { avx2_matches(words, hot) }
     }
 }
 
 #[target_feature(enable = "sse2")]
-fn sse2_leading_matches(words: [i32; 4], header: u32, cc: u8) -> usize {
+fn sse2_matches(words: [i32; 4], hot: &HotSet) -> (u32, [u32; HOT]) {
     let headers = _mm_setr_epi32(words[0], words[1], words[2], words[3]);
-    let masked = _mm_and_si128(headers, _mm_set1_epi32(super::RUN_HEADER_MASK as i32));
-    let counters = _mm_and_si128(
-        _mm_add_epi32(_mm_set1_epi32(i32::from(cc)), _mm_setr_epi32(1, 2, 3, 4)),
-        _mm_set1_epi32(0x0F),
-    );
-    let expected = _mm_or_si128(
-        _mm_set1_epi32(header as i32),
-        _mm_slli_epi32::<24>(counters),
-    );
-    let equal = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(masked, expected))) as u32;
-    (!equal).trailing_zeros() as usize
+    let fixed = _mm_and_si128(headers, _mm_set1_epi32(HOT_HEADER_MASK as i32));
+    let nibble = _mm_set1_epi32(0x0F);
+    let counters = _mm_and_si128(_mm_srli_epi32::<24>(headers), nibble);
+    let zero = _mm_setzero_si128();
+    let mut expected = zero;
+    let mut masks = [0u32; HOT];
+    for (h, mask) in masks.iter_mut().enumerate() {
+        let mine = _mm_cmpeq_epi32(fixed, _mm_set1_epi32(hot.headers[h] as i32));
+        *mask = _mm_movemask_ps(_mm_castsi128_ps(mine)) as u32;
+        let bytes = _mm_cvtsi32_si128(PREFIX[*mask as usize] as i32);
+        let prefix = _mm_unpacklo_epi16(_mm_unpacklo_epi8(bytes, zero), zero);
+        let want = if hot.any_cc[h] {
+            counters
+        } else {
+            _mm_and_si128(
+                _mm_add_epi32(_mm_set1_epi32(i32::from(hot.cc[h])), prefix),
+                nibble,
+            )
+        };
+        expected = _mm_or_si128(expected, _mm_and_si128(mine, want));
+    }
+    let any = masks.iter().fold(0, |a, m| a | m);
+    let ok = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(counters, expected))) as u32 & any;
+    (ok, masks)
 }
 
-impl RunMatcher for Sse2 {
+impl GroupMatcher for Sse2 {
     const LANES: usize = 4;
     #[inline(always)]
-    fn leading_matches(&self, buf: &[u8], off: usize, stride: usize, header: u32, cc: u8) -> usize {
+    fn matches(&self, buf: &[u8], off: usize, stride: usize, hot: &HotSet) -> (u32, [u32; HOT]) {
         if !group_fits(buf, off, stride, 4) {
-            return 0;
+            return (0, [0; HOT]);
         }
-        let word = |k: usize| super::header_word(buf, off + k * stride) as i32;
-        let words = [word(0), word(1), word(2), word(3)];
+        // SAFETY: `group_fits` held just above.
+        let words = unsafe { load_words::<4>(buf, off, stride) };
         // SAFETY: `self` proves SSE2 (see `Sse2`).
-        unsafe { sse2_leading_matches(words, header, cc) }
+        unsafe { sse2_matches(words, hot) }
     }
 }
 
@@ -143,7 +190,9 @@ fn extract_pids_avx2_inner(buf: &[u8], run: Run, out: &mut [u16]) -> usize {
         if !group_fits(buf, off, run.stride, 8) {
             break;
         }
-        let headers = avx2_gather(buf, off, run.stride);
+        // SAFETY: `group_fits` held just above.
+        let w = unsafe { load_words::<8>(buf, off, run.stride) };
+        let headers = _mm256_setr_epi32(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]);
         let sync = _mm256_cmpeq_epi32(
             _mm256_and_si256(headers, _mm256_set1_epi32(0xFF)),
             _mm256_set1_epi32(0x47),
