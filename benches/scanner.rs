@@ -77,11 +77,7 @@ fn mpeg2ts_reader_loop(buf: &[u8], packets: &mut [u64], last_cc: &mut [u8]) -> u
         let cc = p.continuity_counter().count();
         if pid != 0x1FFF {
             let last = last_cc[pid];
-            let expected = if p.adaptation_control().has_payload() {
-                (last + 1) & 0x0F
-            } else {
-                last
-            };
+            let expected = if p.adaptation_control().has_payload() { (last + 1) & 0x0F } else { last };
             if last != 0xFF && !discontinuity && cc != expected && cc != last {
                 errors += 1;
             }
@@ -126,84 +122,42 @@ fn measure(label: &str, buf: &[u8], reps: usize, inner: usize) {
         let t = best(reps, inner, || {
             black_box(scan(kernel, black_box(buf)));
         });
-        rows.push(Row {
-            name,
-            secs: t.as_secs_f64(),
-        });
+        rows.push(Row { name, secs: t.as_secs_f64() });
     }
     let t = best(reps, inner, || {
         let mut a = Analyzer::new();
         a.analyze(black_box(buf), None);
         black_box(a.table().iter().count());
     });
-    rows.push(Row {
-        name: "uringest analyzer (framing+scan+PSI)",
-        secs: t.as_secs_f64(),
-    });
+    rows.push(Row { name: "uringest analyzer (framing+scan+PSI)", secs: t.as_secs_f64() });
     let t = best(reps, inner, || {
-        black_box(mpeg2ts_reader_loop(
-            black_box(buf),
-            &mut packets,
-            &mut last_cc,
-        ));
+        black_box(mpeg2ts_reader_loop(black_box(buf), &mut packets, &mut last_cc));
     });
-    rows.push(Row {
-        name: "mpeg2ts-reader packet loop",
-        secs: t.as_secs_f64(),
-    });
+    rows.push(Row { name: "mpeg2ts-reader packet loop", secs: t.as_secs_f64() });
     let t = best(reps, inner, || {
         black_box(read_only(black_box(buf)));
     });
-    rows.push(Row {
-        name: "read-only pass (baseline)",
-        secs: t.as_secs_f64(),
-    });
+    rows.push(Row { name: "read-only pass (baseline)", secs: t.as_secs_f64() });
     let t = best(reps, inner, || {
         dst.copy_from_slice(black_box(buf));
         black_box(&dst);
     });
-    rows.push(Row {
-        name: "memcpy (baseline)",
-        secs: t.as_secs_f64(),
-    });
+    rows.push(Row { name: "memcpy (baseline)", secs: t.as_secs_f64() });
 
     let gbps = |r: &Row| buf.len() as f64 / r.secs / 1e9;
-    println!(
-        "\n{label}: {} bytes, {} packets",
-        buf.len(),
-        buf.len() / 188
-    );
+    println!("\n{label}: {} bytes, {} packets", buf.len(), buf.len() / 188);
     println!("  {:<38} {:>10} {:>12}", "variant", "GB/s", "Mpackets/s");
     for r in &rows {
-        println!(
-            "  {:<38} {:>10.2} {:>12.1}",
-            r.name,
-            gbps(r),
-            buf.len() as f64 / 188.0 / r.secs / 1e6
-        );
+        println!("  {:<38} {:>10.2} {:>12.1}", r.name, gbps(r), buf.len() as f64 / 188.0 / r.secs / 1e6);
     }
     let find = |n: &str| rows.iter().find(|r| r.name == n).map(gbps);
-    let simd = find("uringest scanner avx2")
-        .or_else(|| find("uringest scanner sse2"))
-        .unwrap_or(0.0);
+    let simd = find("uringest scanner avx2").or_else(|| find("uringest scanner sse2")).unwrap_or(0.0);
     let ratio = |base: &str| find(base).map_or(f64::NAN, |b| simd / b);
     println!("  ratios of the best SIMD kernel:");
-    println!(
-        "    vs scalar scanner        {:>6.2}x",
-        ratio("uringest scanner scalar")
-    );
-    println!(
-        "    vs mpeg2ts-reader loop   {:>6.2}x",
-        ratio("mpeg2ts-reader packet loop")
-    );
-    println!(
-        "    vs read-only pass        {:>6.2}x",
-        ratio("read-only pass (baseline)")
-    );
-    println!(
-        "    vs memcpy                {:>6.2}x",
-        ratio("memcpy (baseline)")
-    );
+    println!("    vs scalar scanner        {:>6.2}x", ratio("uringest scanner scalar"));
+    println!("    vs mpeg2ts-reader loop   {:>6.2}x", ratio("mpeg2ts-reader packet loop"));
+    println!("    vs read-only pass        {:>6.2}x", ratio("read-only pass (baseline)"));
+    println!("    vs memcpy                {:>6.2}x", ratio("memcpy (baseline)"));
 }
 
 fn main() {
@@ -216,17 +170,8 @@ fn main() {
     let small = real_ts("cbr_5mbit.ts", 1 << 20);
     measure("1 MiB in cache, 5 Mbit/s CBR clip", &small, reps, inner);
     let low = real_ts("h264_aac.ts", 1 << 20);
-    measure(
-        "1 MiB in cache, 260 kbit/s clip (a third of packets carry adaptation fields)",
-        &low,
-        reps,
-        inner,
-    );
+    measure("1 MiB in cache, 260 kbit/s clip (a third of packets carry adaptation fields)", &low, reps, inner);
     let big = real_ts("cbr_5mbit.ts", if quick { 8 << 20 } else { 256 << 20 });
-    let label = if quick {
-        "8 MiB (quick), 5 Mbit/s CBR clip"
-    } else {
-        "256 MiB out of cache, 5 Mbit/s CBR clip"
-    };
+    let label = if quick { "8 MiB (quick), 5 Mbit/s CBR clip" } else { "256 MiB out of cache, 5 Mbit/s CBR clip" };
     measure(label, &big, if quick { 2 } else { 7 }, 1);
 }

@@ -58,11 +58,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Probe {
-            url,
-            duration,
-            json,
-        } => match uringest::probe::probe(&url, duration) {
+        Command::Probe { url, duration, json } => match uringest::probe::probe(&url, duration) {
             Ok(report) => {
                 if json {
                     match serde_json::to_string_pretty(&report) {

@@ -46,11 +46,7 @@ pub fn probe(url: &str, duration_secs: Option<f64>) -> Result<Report, ProbeError
     let report = analyzer.report(url);
     let packet_bytes = report.ts_packets * report.packet_size.unwrap_or(188) as u64;
     if packet_bytes == 0 || packet_bytes < report.bytes / 2 {
-        return Err(ProbeError::NotTs {
-            url: url.to_owned(),
-            bytes: report.bytes,
-            packet_bytes,
-        });
+        return Err(ProbeError::NotTs { url: url.to_owned(), bytes: report.bytes, packet_bytes });
     }
     Ok(report)
 }
@@ -65,54 +61,23 @@ pub fn render_text(r: &Report) -> String {
 
 fn write_text(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(out, "{}", r.url)?;
-    let size = r
-        .packet_size
-        .map_or_else(|| "?".to_owned(), |s| s.to_string());
-    writeln!(
-        out,
-        "  {} bytes, {} packets of {} bytes, scanner {}",
-        r.bytes, r.ts_packets, size, r.scanner
-    )?;
+    let size = r.packet_size.map_or_else(|| "?".to_owned(), |s| s.to_string());
+    writeln!(out, "  {} bytes, {} packets of {} bytes, scanner {}", r.bytes, r.ts_packets, size, r.scanner)?;
     match (r.bitrate_bps, r.duration_secs) {
-        (Some(b), Some(d)) => writeln!(
-            out,
-            "  bitrate {:.3} Mbit/s over {:.3} s (PCR)",
-            b as f64 / 1e6,
-            d
-        )?,
+        (Some(b), Some(d)) => writeln!(out, "  bitrate {:.3} Mbit/s over {:.3} s (PCR)", b as f64 / 1e6, d)?,
         _ => writeln!(out, "  bitrate unknown (no usable PCR pair)")?,
     }
     for p in &r.programs {
-        let pcr = p
-            .pcr_pid
-            .map_or_else(|| "?".to_owned(), |pid| format!("0x{pid:04x}"));
-        writeln!(
-            out,
-            "  program {} (PMT 0x{:04x}, PCR {})",
-            p.number, p.pmt_pid, pcr
-        )?;
+        let pcr = p.pcr_pid.map_or_else(|| "?".to_owned(), |pid| format!("0x{pid:04x}"));
+        writeln!(out, "  program {} (PMT 0x{:04x}, PCR {})", p.number, p.pmt_pid, pcr)?;
         for s in &p.streams {
-            let lang = s
-                .language
-                .as_deref()
-                .map(|l| format!(" [{l}]"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "    0x{:04x}  type 0x{:02x}  {}{}",
-                s.pid, s.stream_type, s.codec, lang
-            )?;
+            let lang = s.language.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
+            writeln!(out, "    0x{:04x}  type 0x{:02x}  {}{}", s.pid, s.stream_type, s.codec, lang)?;
         }
     }
-    writeln!(
-        out,
-        "  {:>6}  {:>10}  {:>9}  {:>5}  {:>5}",
-        "PID", "packets", "kbit/s", "CC", "TEI"
-    )?;
+    writeln!(out, "  {:>6}  {:>10}  {:>9}  {:>5}  {:>5}", "PID", "packets", "kbit/s", "CC", "TEI")?;
     for p in &r.pids {
-        let kbps = p
-            .bitrate_bps
-            .map_or_else(|| "-".to_owned(), |b| format!("{:.1}", b as f64 / 1e3));
+        let kbps = p.bitrate_bps.map_or_else(|| "-".to_owned(), |b| format!("{:.1}", b as f64 / 1e3));
         writeln!(
             out,
             "  0x{:04x}  {:>10}  {:>9}  {:>5}  {:>5}",
@@ -123,11 +88,6 @@ fn write_text(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         out,
         "  errors: sync losses {}, CC {}, TEI {}, skipped bytes {}, truncated bytes {}, PSI CRC {}",
-        e.sync_losses,
-        e.cc_errors,
-        e.transport_errors,
-        e.skipped_bytes,
-        e.truncated_bytes,
-        e.psi_crc_errors
+        e.sync_losses, e.cc_errors, e.transport_errors, e.skipped_bytes, e.truncated_bytes, e.psi_crc_errors
     )
 }

@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Schemes of the full grammar that later work adds.
-const PLANNED_SCHEMES: &[&str] = &[
-    "udp", "rtp", "http", "https", "srt", "rtmp", "rtmps", "rtsp", "rtsps", "copy", "mixer",
-];
+const PLANNED_SCHEMES: &[&str] =
+    &["udp", "rtp", "http", "https", "srt", "rtmp", "rtmps", "rtsp", "rtsps", "copy", "mixer"];
 
 /// A parsed input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,9 +30,7 @@ pub enum UrlError {
     #[error("empty input URL")]
     Empty,
     /// The scheme is not part of the grammar.
-    #[error(
-        "unknown URL scheme '{scheme}' in '{url}' (expected a file path or file:///abs/path.ts)"
-    )]
+    #[error("unknown URL scheme '{scheme}' in '{url}' (expected a file path or file:///abs/path.ts)")]
     UnknownScheme {
         /// The scheme as written.
         scheme: String,
@@ -64,38 +61,22 @@ pub fn parse_input(input: &str) -> Result<InputSpec, UrlError> {
         return Err(UrlError::Empty);
     }
     let Some((scheme, _)) = input.split_once("://") else {
-        return Ok(InputSpec::File {
-            path: PathBuf::from(input),
-        });
+        return Ok(InputSpec::File { path: PathBuf::from(input) });
     };
     let scheme_lower = scheme.to_ascii_lowercase();
     if scheme_lower == "file" {
         return parse_file_url(input);
     }
-    let valid_scheme = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    let valid_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
     if valid_scheme && PLANNED_SCHEMES.contains(&scheme_lower.as_str()) {
-        return Err(UrlError::NotYetSupported {
-            scheme: scheme.to_owned(),
-            url: input.to_owned(),
-        });
+        return Err(UrlError::NotYetSupported { scheme: scheme.to_owned(), url: input.to_owned() });
     }
-    Err(UrlError::UnknownScheme {
-        scheme: scheme.to_owned(),
-        url: input.to_owned(),
-    })
+    Err(UrlError::UnknownScheme { scheme: scheme.to_owned(), url: input.to_owned() })
 }
 
 fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
-    let bad = |reason| UrlError::BadFileUrl {
-        url: input.to_owned(),
-        reason,
-    };
+    let bad = |reason| UrlError::BadFileUrl { url: input.to_owned(), reason };
     let url = url::Url::parse(input).map_err(|_| bad("not a valid URL"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("user info is not allowed"));
@@ -103,10 +84,7 @@ fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
     if url.port().is_some() {
         return Err(bad("a port is not allowed"));
     }
-    if url
-        .host_str()
-        .is_some_and(|h| !h.is_empty() && h != "localhost")
-    {
+    if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
         return Err(bad("the host must be empty (file:///abs/path)"));
     }
     if url.query().is_some() {
@@ -115,9 +93,7 @@ fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
     if url.fragment().is_some() {
         return Err(bad("a fragment is not allowed"));
     }
-    let path = url
-        .to_file_path()
-        .map_err(|()| bad("the path is not an absolute local path"))?;
+    let path = url.to_file_path().map_err(|()| bad("the path is not an absolute local path"))?;
     Ok(InputSpec::File { path })
 }
 
@@ -127,41 +103,18 @@ mod tests {
 
     #[test]
     fn paths_and_file_urls() {
-        assert_eq!(
-            parse_input("a/b.ts"),
-            Ok(InputSpec::File {
-                path: "a/b.ts".into()
-            })
-        );
-        assert_eq!(
-            parse_input("file:///tmp/x%20y.ts"),
-            Ok(InputSpec::File {
-                path: "/tmp/x y.ts".into()
-            })
-        );
-        assert_eq!(
-            parse_input("file://localhost/tmp/x.ts"),
-            Ok(InputSpec::File {
-                path: "/tmp/x.ts".into()
-            })
-        );
+        assert_eq!(parse_input("a/b.ts"), Ok(InputSpec::File { path: "a/b.ts".into() }));
+        assert_eq!(parse_input("file:///tmp/x%20y.ts"), Ok(InputSpec::File { path: "/tmp/x y.ts".into() }));
+        assert_eq!(parse_input("file://localhost/tmp/x.ts"), Ok(InputSpec::File { path: "/tmp/x.ts".into() }));
     }
 
     #[test]
     fn refusals_name_the_part() {
-        assert!(matches!(
-            parse_input("gopher://x"),
-            Err(UrlError::UnknownScheme { .. })
-        ));
-        assert!(matches!(
-            parse_input("udp://239.1.1.1:5000"),
-            Err(UrlError::NotYetSupported { .. })
-        ));
+        assert!(matches!(parse_input("gopher://x"), Err(UrlError::UnknownScheme { .. })));
+        assert!(matches!(parse_input("udp://239.1.1.1:5000"), Err(UrlError::NotYetSupported { .. })));
         let err = parse_input("file://host/x.ts").unwrap_err().to_string();
         assert!(err.contains("host"), "{err}");
-        let err = parse_input("file:///x.ts?loop=true")
-            .unwrap_err()
-            .to_string();
+        let err = parse_input("file:///x.ts?loop=true").unwrap_err().to_string();
         assert!(err.contains("query"), "{err}");
         assert_eq!(parse_input(""), Err(UrlError::Empty));
     }

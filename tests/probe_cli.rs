@@ -11,11 +11,7 @@ fn refuses(args: &[&str], needle: &str) {
     let out = uringest(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "one line expected, got: {stderr}"
-    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got: {stderr}");
     assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
     assert!(out.stdout.is_empty());
 }
@@ -24,9 +20,7 @@ fn refuses(args: &[&str], needle: &str) {
 fn bad_input_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");
-    let lines: String = (0..500)
-        .map(|i| format!("line {i}: plain notes, not a transport stream\n"))
-        .collect();
+    let lines: String = (0..500).map(|i| format!("line {i}: plain notes, not a transport stream\n")).collect();
     std::fs::write(&text, lines).unwrap();
     // Pseudo-random bytes (an LCG): 0x47 turns up, three at packet spacing
     // now and then, yet packets never cover half the file.
@@ -87,10 +81,7 @@ fn garbage_and_truncated_tail_are_counted_exactly() {
     assert_eq!(r["errors"]["sync_losses"], 1);
     assert_eq!(r["errors"]["skipped_bytes"], 1077);
     assert_eq!(r["errors"]["truncated_bytes"], 138);
-    assert_eq!(
-        r["errors"]["cc_errors"], 0,
-        "no packet was lost between the garbage"
-    );
+    assert_eq!(r["errors"]["cc_errors"], 0, "no packet was lost between the garbage");
     assert_eq!(r["bytes"].as_u64().unwrap(), damaged.len() as u64);
     assert_eq!(r["programs"].as_array().unwrap().len(), 1);
 }
@@ -115,12 +106,7 @@ fn lost_packets_show_as_cc_errors_on_their_pid() {
     let path = dir.path().join("lossy.ts");
     std::fs::write(&path, &out).unwrap();
     let r = probe_json(&path);
-    let video = r["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pid"] == 0x100)
-        .unwrap();
+    let video = r["pids"].as_array().unwrap().iter().find(|p| p["pid"] == 0x100).unwrap();
     assert_eq!(video["cc_errors"], 3);
     assert_eq!(r["errors"]["cc_errors"], 3);
 }
@@ -128,13 +114,7 @@ fn lost_packets_show_as_cc_errors_on_their_pid() {
 #[test]
 fn duration_limits_the_read() {
     let path = fixture("h264_aac.ts");
-    let out = uringest(&[
-        "probe",
-        "--json",
-        "--duration",
-        "1.5",
-        path.to_str().unwrap(),
-    ]);
+    let out = uringest(&["probe", "--json", "--duration", "1.5", path.to_str().unwrap()]);
     assert!(out.status.success());
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let secs = r["duration_secs"].as_f64().unwrap();
@@ -147,18 +127,7 @@ fn text_summary_names_programs_and_codecs() {
     let out = uringest(&["probe", fixture("mpts_3prog.ts").to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in [
-        "program 1",
-        "program 2",
-        "program 3",
-        "h264",
-        "mpeg2video",
-        "hevc",
-        "aac",
-        "mp2",
-        "ac3",
-        "0x1000",
-    ] {
+    for needle in ["program 1", "program 2", "program 3", "h264", "mpeg2video", "hevc", "aac", "mp2", "ac3", "0x1000"] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }

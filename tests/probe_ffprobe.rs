@@ -22,19 +22,9 @@ fn ours(report: &Value) -> Programs {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| {
-                    (
-                        s["pid"].as_u64().unwrap(),
-                        s["codec"].as_str().unwrap().to_owned(),
-                    )
-                })
+                .map(|s| (s["pid"].as_u64().unwrap(), s["codec"].as_str().unwrap().to_owned()))
                 .collect();
-            (
-                p["number"].as_u64().unwrap(),
-                p["pmt_pid"].as_u64().unwrap(),
-                p["pcr_pid"].as_u64().unwrap(),
-                streams,
-            )
+            (p["number"].as_u64().unwrap(), p["pmt_pid"].as_u64().unwrap(), p["pcr_pid"].as_u64().unwrap(), streams)
         })
         .collect()
 }
@@ -49,12 +39,7 @@ fn theirs(probe: &Value) -> Programs {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| {
-                    (
-                        hex_id(&s["id"]),
-                        s["codec_name"].as_str().unwrap_or("unknown").to_owned(),
-                    )
-                })
+                .map(|s| (hex_id(&s["id"]), s["codec_name"].as_str().unwrap_or("unknown").to_owned()))
                 .collect();
             (
                 p["program_num"].as_u64().unwrap(),
@@ -78,40 +63,19 @@ fn assert_agrees(path: &Path) -> Value {
 
     // Every PID ffprobe lists as a stream is among ours, and per-PID packets
     // add up to the total.
-    let pids: BTreeSet<u64> = report["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect();
+    let pids: BTreeSet<u64> = report["pids"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect();
     for s in oracle["streams"].as_array().unwrap() {
-        assert!(
-            pids.contains(&hex_id(&s["id"])),
-            "stream {} missing",
-            s["id"]
-        );
+        assert!(pids.contains(&hex_id(&s["id"])), "stream {} missing", s["id"]);
     }
-    let sum: u64 = report["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["packets"].as_u64().unwrap())
-        .sum();
+    let sum: u64 = report["pids"].as_array().unwrap().iter().map(|p| p["packets"].as_u64().unwrap()).sum();
     assert_eq!(sum, report["ts_packets"].as_u64().unwrap());
     assert_eq!(report["errors"]["cc_errors"], 0);
     assert_eq!(report["errors"]["sync_losses"], 0);
 
     // Our PCR-timed bitrate is within 10 % of ffprobe's size / PTS duration.
-    let theirs_bps: f64 = oracle["format"]["bit_rate"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let theirs_bps: f64 = oracle["format"]["bit_rate"].as_str().unwrap().parse().unwrap();
     let ours_bps = report["bitrate_bps"].as_f64().unwrap();
-    assert!(
-        (ours_bps / theirs_bps - 1.0).abs() < 0.10,
-        "bitrate {ours_bps} vs ffprobe {theirs_bps}"
-    );
+    assert!((ours_bps / theirs_bps - 1.0).abs() < 0.10, "bitrate {ours_bps} vs ffprobe {theirs_bps}");
     report
 }
 
@@ -119,10 +83,7 @@ fn assert_agrees(path: &Path) -> Value {
 fn spts_h264_aac() {
     let report = assert_agrees(&fixture("h264_aac.ts"));
     assert_eq!(report["packet_size"], 188);
-    assert_eq!(
-        report["ts_packets"].as_u64().unwrap() * 188,
-        report["bytes"].as_u64().unwrap()
-    );
+    assert_eq!(report["ts_packets"].as_u64().unwrap() * 188, report["bytes"].as_u64().unwrap());
 }
 
 #[test]
@@ -135,10 +96,7 @@ fn mpts_three_programs() {
 fn m2ts_192_byte_packets() {
     let report = assert_agrees(&fixture("h264_aac_192.m2ts"));
     assert_eq!(report["packet_size"], 192);
-    assert_eq!(
-        report["ts_packets"].as_u64().unwrap() * 192,
-        report["bytes"].as_u64().unwrap()
-    );
+    assert_eq!(report["ts_packets"].as_u64().unwrap() * 192, report["bytes"].as_u64().unwrap());
 }
 
 #[test]
@@ -154,8 +112,5 @@ fn rs_204_byte_packets_built_from_the_spts() {
     std::fs::write(&path, &rs).unwrap();
     let report = assert_agrees(&path);
     assert_eq!(report["packet_size"], 204);
-    assert_eq!(
-        report["ts_packets"].as_u64().unwrap(),
-        (ts.len() / 188) as u64
-    );
+    assert_eq!(report["ts_packets"].as_u64().unwrap(), (ts.len() / 188) as u64);
 }

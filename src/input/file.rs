@@ -47,10 +47,7 @@ impl MappedFile {
     pub fn open(path: &Path, whole: bool) -> Result<MappedFile, FileError> {
         let io_err = |source: io::Error| match source.kind() {
             io::ErrorKind::NotFound => FileError::NotFound(path.to_owned()),
-            _ => FileError::Io {
-                path: path.to_owned(),
-                source,
-            },
+            _ => FileError::Io { path: path.to_owned(), source },
         };
         let meta = std::fs::metadata(path).map_err(io_err)?;
         if meta.is_dir() {

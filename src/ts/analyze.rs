@@ -65,25 +65,14 @@ impl Analyzer {
 
     fn with_scanner(mut scanner: Scanner) -> Analyzer {
         let psi = Psi::new(scanner.table_mut());
-        Analyzer {
-            sync: SyncTracker::default(),
-            scanner,
-            psi,
-            bytes: 0,
-            skipped_bytes: 0,
-            truncated_bytes: 0,
-        }
+        Analyzer { sync: SyncTracker::default(), scanner, psi, bytes: 0, skipped_bytes: 0, truncated_bytes: 0 }
     }
 
     /// Analyzes a whole input held in `buf`, stopping early once the first
     /// program's PCRs span `limit_secs`.
     pub fn analyze(&mut self, buf: &[u8], limit_secs: Option<f64>) -> Stop {
         let limit_ticks = limit_secs.map(|s| (s * Pcr::HZ as f64) as u64);
-        let run_max = if limit_ticks.is_some() {
-            LIMITED_RUN_PACKETS
-        } else {
-            RUN_PACKETS
-        };
+        let run_max = if limit_ticks.is_some() { LIMITED_RUN_PACKETS } else { RUN_PACKETS };
         // End of the last accounted packet unit; sync position of the next
         // packet while locked.
         let mut accounted = 0usize;
@@ -141,16 +130,12 @@ impl Analyzer {
 
     /// The PCR PID of the first program in the PAT, once its PMT is known.
     fn first_pcr_pid(&self) -> Option<Pid> {
-        self.psi
-            .programs()
-            .find_map(|(_, _, pmt)| pmt.map(|p| p.pcr_pid))
+        self.psi.programs().find_map(|(_, _, pmt)| pmt.map(|p| p.pcr_pid))
     }
 
     /// Valid PCR-timed ticks of the first program.
     fn pcr_ticks(&self) -> u64 {
-        self.first_pcr_pid()
-            .and_then(|pid| self.scanner.table().get(pid))
-            .map_or(0, |e| e.pcr.timed_ticks)
+        self.first_pcr_pid().and_then(|pid| self.scanner.table().get(pid)).map_or(0, |e| e.pcr.timed_ticks)
     }
 
     /// The scanner's counters.
@@ -166,10 +151,7 @@ impl Analyzer {
     /// Summarises what was seen; `url` is echoed in the report.
     pub fn report(&self, url: &str) -> Report {
         let table = self.scanner.table();
-        let first_pcr = self
-            .first_pcr_pid()
-            .and_then(|pid| table.get(pid))
-            .map(|e| &e.pcr);
+        let first_pcr = self.first_pcr_pid().and_then(|pid| table.get(pid)).map(|e| &e.pcr);
         let bitrate_bps = first_pcr.and_then(|p| p.bitrate_bps());
         let ts_packets = self.scanner.packets();
         let programs = self
@@ -203,9 +185,9 @@ impl Analyzer {
                 transport_errors: e.transport_errors,
                 discontinuities: e.discontinuities,
                 scrambled: e.scrambled,
-                bitrate_bps: bitrate_bps.filter(|_| ts_packets > 0).map(|b| {
-                    (u128::from(b) * u128::from(e.packets) / u128::from(ts_packets)) as u64
-                }),
+                bitrate_bps: bitrate_bps
+                    .filter(|_| ts_packets > 0)
+                    .map(|b| (u128::from(b) * u128::from(e.packets) / u128::from(ts_packets)) as u64),
                 pcr: (e.pcr.count > 0).then(|| PcrReport {
                     count: e.pcr.count,
                     interval_min_ms: e.pcr.min_interval_ticks.map(ticks_to_ms),
@@ -215,20 +197,14 @@ impl Analyzer {
             })
             .collect();
         pids.sort_by_key(|p| p.pid);
-        let PsiCounters {
-            crc_errors,
-            malformed_sections,
-            ..
-        } = self.psi.counters();
+        let PsiCounters { crc_errors, malformed_sections, .. } = self.psi.counters();
         Report {
             url: url.to_owned(),
             bytes: self.bytes,
             ts_packets,
             packet_size: self.sync.first_size().map(PacketSize::stride),
             bitrate_bps,
-            duration_secs: first_pcr
-                .filter(|p| p.timed_ticks > 0)
-                .map(|p| p.timed_ticks as f64 / Pcr::HZ as f64),
+            duration_secs: first_pcr.filter(|p| p.timed_ticks > 0).map(|p| p.timed_ticks as f64 / Pcr::HZ as f64),
             scanner: self.scanner.kernel().name(),
             programs,
             errors: ErrorReport {

@@ -12,11 +12,7 @@ pub const UNKNOWN: &str = "unknown";
 
 /// The codec of a stream, from its PMT entry alone; `None` when the entry
 /// does not say (a private stream to sniff, or a type ffprobe leaves open).
-pub fn from_pmt(
-    stream_type: u8,
-    es_descriptors: &[u8],
-    program_registration: Option<[u8; 4]>,
-) -> Option<&'static str> {
+pub fn from_pmt(stream_type: u8, es_descriptors: &[u8], program_registration: Option<[u8; 4]>) -> Option<&'static str> {
     if let Some(name) = iso_type(stream_type) {
         return Some(name);
     }
@@ -143,10 +139,7 @@ pub fn pes_payload(payload: &[u8]) -> Option<&[u8]> {
         return None;
     }
     // Streams without the optional PES header (ISO/IEC 13818-1 §2.4.3.7).
-    if matches!(
-        prefix[3],
-        0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF
-    ) {
+    if matches!(prefix[3], 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF) {
         return Some(rest);
     }
     let header_len = usize::from(*rest.get(2)?);
@@ -195,10 +188,7 @@ mod tests {
     #[test]
     fn iso_types_win() {
         assert_eq!(from_pmt(0x1B, &[], None), Some("h264"));
-        assert_eq!(
-            from_pmt(0x24, &[0x05, 4, b'H', b'E', b'V', b'C'], None),
-            Some("hevc")
-        );
+        assert_eq!(from_pmt(0x24, &[0x05, 4, b'H', b'E', b'V', b'C'], None), Some("hevc"));
         assert_eq!(from_pmt(0x0F, &[], None), Some("aac"));
     }
 
@@ -206,32 +196,13 @@ mod tests {
     fn private_streams_by_descriptor() {
         assert_eq!(from_pmt(0x06, &[0x6A, 1, 0], None), Some("ac3"));
         assert_eq!(from_pmt(0x06, &[0x7A, 1, 0], None), Some("eac3"));
-        assert_eq!(
-            from_pmt(0x06, &[0x59, 8, 0, 0, 0, 0, 0, 0, 0, 0], None),
-            Some("dvb_subtitle")
-        );
-        assert_eq!(
-            from_pmt(0x06, &[0x56, 5, b'e', b'n', b'g', 0, 0], None),
-            Some("dvb_teletext")
-        );
-        assert_eq!(
-            from_pmt(
-                0x06,
-                &[0x05, 4, b'O', b'p', b'u', b's', 0x7F, 2, 0x80, 2],
-                None
-            ),
-            Some("opus")
-        );
+        assert_eq!(from_pmt(0x06, &[0x59, 8, 0, 0, 0, 0, 0, 0, 0, 0], None), Some("dvb_subtitle"));
+        assert_eq!(from_pmt(0x06, &[0x56, 5, b'e', b'n', b'g', 0, 0], None), Some("dvb_teletext"));
+        assert_eq!(from_pmt(0x06, &[0x05, 4, b'O', b'p', b'u', b's', 0x7F, 2, 0x80, 2], None), Some("opus"));
         assert_eq!(from_pmt(0x86, &[], None), Some("scte_35"));
-        assert_eq!(
-            from_pmt(0x81, &[0x05, 4, b'A', b'C', b'-', b'3'], None),
-            Some("ac3")
-        );
+        assert_eq!(from_pmt(0x81, &[0x05, 4, b'A', b'C', b'-', b'3'], None), Some("ac3"));
         assert_eq!(from_pmt(0x06, &[], None), None);
-        assert_eq!(
-            from_pmt(0x90, &[], Some(*b"HDMV")),
-            Some("hdmv_pgs_subtitle")
-        );
+        assert_eq!(from_pmt(0x90, &[], Some(*b"HDMV")), Some("hdmv_pgs_subtitle"));
         assert_eq!(from_pmt(0x84, &[], Some(*b"HDMV")), Some("eac3"));
         assert_eq!(from_pmt(0x81, &[], Some(*b"HDMV")), Some("ac3"));
     }

@@ -134,11 +134,7 @@ mod tests {
 
     #[test]
     fn detects_each_size() {
-        for (stride, size) in [
-            (188, PacketSize::Ts188),
-            (192, PacketSize::M2ts192),
-            (204, PacketSize::Rs204),
-        ] {
+        for (stride, size) in [(188, PacketSize::Ts188), (192, PacketSize::M2ts192), (204, PacketSize::Rs204)] {
             let mut t = SyncTracker::default();
             let at = t.acquire(&stream(stride, 10), 0, false);
             assert_eq!(at, Some(size.prefix()));

@@ -203,11 +203,7 @@ impl<'a> TsPacket<'a> {
         if control & afc::PAYLOAD == 0 {
             return None;
         }
-        let start = if control & afc::ADAPTATION != 0 {
-            5 + usize::from(self.bytes[4])
-        } else {
-            4
-        };
+        let start = if control & afc::ADAPTATION != 0 { 5 + usize::from(self.bytes[4]) } else { 4 };
         self.bytes.get(start..)
     }
 }

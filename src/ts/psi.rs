@@ -95,13 +95,8 @@ impl SectionAssembler {
             }
             if self.partial.len() == len {
                 let (body, crc) = self.partial.split_at(len - 4);
-                let crc_ok =
-                    crc.try_into().map(u32::from_be_bytes).ok() == Some(CRC32.checksum(body));
-                on_section(if crc_ok {
-                    Ok(&self.partial)
-                } else {
-                    Err(SectionError::Crc)
-                });
+                let crc_ok = crc.try_into().map(u32::from_be_bytes).ok() == Some(CRC32.checksum(body));
+                on_section(if crc_ok { Ok(&self.partial) } else { Err(SectionError::Crc) });
                 self.partial.clear();
             }
         }
@@ -208,7 +203,8 @@ pub struct PsiCounters {
 /// PAT/PMT state of one transport stream.
 #[derive(Clone, Debug, Default)]
 pub struct Psi {
-    assemblers: BTreeMap<Pid, SectionAssembler>,
+    /// One assembler per table PID; a handful, so a vector beats a map.
+    assemblers: Vec<(Pid, SectionAssembler)>,
     pat: Option<Pat>,
     /// PAT sections of the version being collected, by section_number.
     pat_pending: BTreeMap<u8, Vec<(u16, Pid)>>,
@@ -236,13 +232,7 @@ impl Psi {
         self.pat
             .iter()
             .flat_map(|pat| pat.programs.iter())
-            .map(|&(number, pid)| {
-                (
-                    number,
-                    pid,
-                    self.pmts.get(&number).filter(|p| p.pmt_pid == pid),
-                )
-            })
+            .map(|&(number, pid)| (number, pid, self.pmts.get(&number).filter(|p| p.pmt_pid == pid)))
     }
 
     /// Counters.
@@ -259,29 +249,28 @@ impl Psi {
                 return;
             }
         }
-        let mut sections = Vec::new();
-        let mut errors = PsiCounters::default();
-        self.assemblers
-            .entry(pid)
-            .or_default()
-            .push(pkt, &mut |s| match s {
-                Ok(section) => sections.push(section.to_vec()),
-                Err(SectionError::Crc) => errors.crc_errors += 1,
-                Err(SectionError::Length) => errors.malformed_sections += 1,
-            });
-        self.counters.crc_errors += errors.crc_errors;
-        self.counters.malformed_sections += errors.malformed_sections;
-        for section in sections {
-            self.apply(pid, &section, table);
+        let slot = match self.assemblers.iter().position(|(p, _)| *p == pid) {
+            Some(slot) => slot,
+            None => {
+                self.assemblers.push((pid, SectionAssembler::default()));
+                self.assemblers.len() - 1
+            }
+        };
+        // Take the assembler out so sections can be applied to `self` as
+        // they complete, without copying them.
+        let mut assembler = std::mem::take(&mut self.assemblers[slot].1);
+        assembler.push(pkt, &mut |section| match section {
+            Ok(section) => self.apply(pid, section, table),
+            Err(SectionError::Crc) => self.counters.crc_errors += 1,
+            Err(SectionError::Length) => self.counters.malformed_sections += 1,
+        });
+        if let Some(entry) = self.assemblers.get_mut(slot) {
+            entry.1 = assembler;
         }
     }
 
     fn is_table_pid(&self, pid: Pid) -> bool {
-        pid == Pid::PAT
-            || self
-                .pat
-                .iter()
-                .any(|pat| pat.programs.iter().any(|p| p.1 == pid))
+        pid == Pid::PAT || self.pat.iter().any(|pat| pat.programs.iter().any(|p| p.1 == pid))
     }
 
     fn apply(&mut self, pid: Pid, section: &[u8], table: &mut PidTable) {
@@ -300,9 +289,7 @@ impl Psi {
     }
 
     fn apply_pat(&mut self, header: SectionHeader, body: &[u8], table: &mut PidTable) {
-        if self.pat.as_ref().is_some_and(|p| {
-            p.version == header.version && p.transport_stream_id == header.extension
-        }) {
+        if self.pat.as_ref().is_some_and(|p| p.version == header.version && p.transport_stream_id == header.extension) {
             return;
         }
         if self.pat_pending_version != Some(header.version) {
@@ -311,26 +298,14 @@ impl Psi {
         }
         let entries = body
             .chunks_exact(4)
-            .map(|e| {
-                (
-                    u16::from_be_bytes([e[0], e[1]]),
-                    Pid::new(u16::from_be_bytes([e[2], e[3]])),
-                )
-            })
+            .map(|e| (u16::from_be_bytes([e[0], e[1]]), Pid::new(u16::from_be_bytes([e[2], e[3]]))))
             .collect();
         self.pat_pending.insert(header.number, entries);
         if (0..=header.last_number).any(|n| !self.pat_pending.contains_key(&n)) {
             return;
         }
-        let mut pat = Pat {
-            transport_stream_id: header.extension,
-            version: header.version,
-            ..Pat::default()
-        };
-        for (number, pid) in std::mem::take(&mut self.pat_pending)
-            .into_values()
-            .flatten()
-        {
+        let mut pat = Pat { transport_stream_id: header.extension, version: header.version, ..Pat::default() };
+        for (number, pid) in std::mem::take(&mut self.pat_pending).into_values().flatten() {
             if number == 0 {
                 pat.network_pid = Some(pid);
             } else if !pat.programs.iter().any(|p| p.0 == number) {
@@ -347,24 +322,15 @@ impl Psi {
             table.set_wanted(pid, true);
         }
         table.set_wanted(Pid::PAT, true);
-        self.pmts
-            .retain(|number, pmt| pat.programs.contains(&(*number, pmt.pmt_pid)));
+        self.pmts.retain(|number, pmt| pat.programs.contains(&(*number, pmt.pmt_pid)));
         self.pat = Some(pat);
         self.pat_pending_version = None;
     }
 
     fn apply_pmt(&mut self, pid: Pid, header: SectionHeader, body: &[u8], table: &mut PidTable) {
         let number = header.extension;
-        let listed = self
-            .pat
-            .as_ref()
-            .is_some_and(|pat| pat.programs.contains(&(number, pid)));
-        if !listed
-            || self
-                .pmts
-                .get(&number)
-                .is_some_and(|p| p.version == header.version)
-        {
+        let listed = self.pat.as_ref().is_some_and(|pat| pat.programs.contains(&(number, pid)));
+        if !listed || self.pmts.get(&number).is_some_and(|p| p.version == header.version) {
             return;
         }
         let Some(pmt) = parse_pmt(pid, header, body) else {
@@ -376,11 +342,7 @@ impl Psi {
         }
         self.sniffing.retain(|_, program| *program != number);
         if let Some(pmt) = self.pmts.get(&number) {
-            for es in pmt
-                .streams
-                .iter()
-                .filter(|es| codec::refined_by_content(es.codec))
-            {
+            for es in pmt.streams.iter().filter(|es| codec::refined_by_content(es.codec)) {
                 self.sniffing.insert(es.pid, number);
                 table.set_wanted(es.pid, true);
             }
@@ -394,15 +356,8 @@ impl Psi {
             return;
         }
         let pid = pkt.pid();
-        let found = pkt
-            .payload()
-            .and_then(codec::pes_payload)
-            .and_then(codec::sniff);
-        if let Some(es) = self
-            .pmts
-            .get_mut(&program)
-            .and_then(|p| p.streams.iter_mut().find(|es| es.pid == pid))
-        {
+        let found = pkt.payload().and_then(codec::pes_payload).and_then(codec::sniff);
+        if let Some(es) = self.pmts.get_mut(&program).and_then(|p| p.streams.iter_mut().find(|es| es.pid == pid)) {
             es.codec = found.or(es.codec);
         }
         self.sniffing.remove(&pid);
@@ -422,9 +377,7 @@ fn parse_pmt(pmt_pid: Pid, header: SectionHeader, body: &[u8]) -> Option<Pmt> {
         .and_then(|(_, body)| body[..4].try_into().ok());
     let mut es_loop = &rest[info_len..];
     let mut streams = Vec::new();
-    while let Some((&[stream_type, pid_hi, pid_lo, len_hi, len_lo], tail)) =
-        es_loop.split_first_chunk::<5>()
-    {
+    while let Some((&[stream_type, pid_hi, pid_lo, len_hi, len_lo], tail)) = es_loop.split_first_chunk::<5>() {
         let len = usize::from(len_hi & 0x0F) << 8 | usize::from(len_lo);
         let es_descriptors = tail.get(..len)?;
         streams.push(EsInfo {

@@ -51,17 +51,15 @@ pub struct PcrStats {
 }
 
 impl PcrStats {
-    fn record(&mut self, pcr: Pcr, packet_index: u64, discontinuity: bool) {
+    pub(crate) fn record(&mut self, pcr: Pcr, packet_index: u64, discontinuity: bool) {
         self.count += 1;
         self.first.get_or_insert(pcr);
         if let Some((prev, prev_index)) = self.last {
             let delta = pcr.ticks_since(prev);
             let straddles = discontinuity || self.discontinuity_pending;
             if !straddles && delta > 0 && delta <= PCR_PAIR_MAX_TICKS {
-                self.min_interval_ticks =
-                    Some(self.min_interval_ticks.map_or(delta, |m| m.min(delta)));
-                self.max_interval_ticks =
-                    Some(self.max_interval_ticks.map_or(delta, |m| m.max(delta)));
+                self.min_interval_ticks = Some(self.min_interval_ticks.map_or(delta, |m| m.min(delta)));
+                self.max_interval_ticks = Some(self.max_interval_ticks.map_or(delta, |m| m.max(delta)));
                 if delta > PCR_REPETITION_LIMIT_TICKS {
                     self.interval_violations += 1;
                 }
@@ -168,10 +166,7 @@ pub struct PidTable {
 
 impl Default for PidTable {
     fn default() -> Self {
-        PidTable {
-            slots: Box::new([0; Pid::COUNT]),
-            entries: Vec::new(),
-        }
+        PidTable { slots: Box::new([0; Pid::COUNT]), entries: Vec::new() }
     }
 }
 
@@ -299,16 +294,7 @@ mod tests {
         let mut t = PidTable::default();
         let mut jump = pkt(100, 9, 3);
         jump[5] = 0x80;
-        run(
-            &mut t,
-            &[
-                pkt(100, 0, 1),
-                jump,
-                pkt(100, 10, 1),
-                pkt(0x1FFF, 3, 1),
-                pkt(0x1FFF, 3, 1),
-            ],
-        );
+        run(&mut t, &[pkt(100, 0, 1), jump, pkt(100, 10, 1), pkt(0x1FFF, 3, 1), pkt(0x1FFF, 3, 1)]);
         assert_eq!(t.get(Pid::new(100)).unwrap().cc_errors, 0);
         assert_eq!(t.get(Pid::new(100)).unwrap().discontinuities, 1);
         assert_eq!(t.get(Pid::NULL).unwrap().cc_errors, 0);

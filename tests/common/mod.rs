@@ -8,27 +8,18 @@ use serde_json::Value;
 
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Runs the built `uringest` with `args`.
 pub fn uringest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uringest"))
-        .args(args)
-        .output()
-        .expect("run uringest")
+    Command::new(env!("CARGO_BIN_EXE_uringest")).args(args).output().expect("run uringest")
 }
 
 /// `uringest probe --json` of `path`, parsed; panics with stderr on failure.
 pub fn probe_json(path: &Path) -> Value {
     let out = uringest(&["probe", "--json", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "probe failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("probe prints JSON")
 }
 
@@ -36,23 +27,11 @@ pub fn probe_json(path: &Path) -> Value {
 /// ffmpeg package, which the README's test command installs.
 pub fn ffprobe(path: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_programs",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-        ])
+        .args(["-v", "error", "-show_programs", "-show_streams", "-show_format", "-of", "json"])
         .arg(path)
         .output()
         .expect("ffprobe must be installed (the README's test command installs ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

@@ -3,22 +3,13 @@
 use super::*;
 
 fn pat_body(programs: &[(u16, u16)]) -> Vec<u8> {
-    programs
-        .iter()
-        .flat_map(|&(n, pid)| [(n >> 8) as u8, n as u8, 0xE0 | (pid >> 8) as u8, pid as u8])
-        .collect()
+    programs.iter().flat_map(|&(n, pid)| [(n >> 8) as u8, n as u8, 0xE0 | (pid >> 8) as u8, pid as u8]).collect()
 }
 
 fn pmt_body(pcr: u16, streams: &[(u8, u16, &[u8])]) -> Vec<u8> {
     let mut b = vec![0xE0 | (pcr >> 8) as u8, pcr as u8, 0xF0, 0];
     for &(st, pid, desc) in streams {
-        b.extend_from_slice(&[
-            st,
-            0xE0 | (pid >> 8) as u8,
-            pid as u8,
-            0xF0,
-            desc.len() as u8,
-        ]);
+        b.extend_from_slice(&[st, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, desc.len() as u8]);
         b.extend_from_slice(desc);
     }
     b
@@ -38,27 +29,15 @@ fn pat_then_pmts_of_three_programs() {
     let mut table = PidTable::default();
     let mut psi = Psi::new(&mut table);
     let mut cc = 0;
-    let pat = build_section(
-        0,
-        7,
-        0,
-        &pat_body(&[(0, 0x10), (1, 0x1000), (2, 0x1001), (3, 0x1002)]),
-    );
+    let pat = build_section(0, 7, 0, &pat_body(&[(0, 0x10), (1, 0x1000), (2, 0x1001), (3, 0x1002)]));
     feed(&mut psi, &mut table, &packetize(&pat, Pid::PAT, &mut cc));
     for (i, pid) in [0x1000u16, 0x1001, 0x1002].into_iter().enumerate() {
         let body = pmt_body(
             0x100 + i as u16,
-            &[
-                (0x1B, 0x100 + i as u16, &[]),
-                (0x0F, 0x200 + i as u16, &[0x0A, 4, b'e', b'n', b'g', 0]),
-            ],
+            &[(0x1B, 0x100 + i as u16, &[]), (0x0F, 0x200 + i as u16, &[0x0A, 4, b'e', b'n', b'g', 0])],
         );
         let pmt = build_section(2, i as u16 + 1, 0, &body);
-        feed(
-            &mut psi,
-            &mut table,
-            &packetize(&pmt, Pid::new(pid), &mut 0),
-        );
+        feed(&mut psi, &mut table, &packetize(&pmt, Pid::new(pid), &mut 0));
     }
     let programs: Vec<_> = psi.programs().collect();
     assert_eq!(programs.len(), 3);

@@ -51,10 +51,7 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU supports.
     pub fn detect() -> Kernel {
-        [Kernel::Avx2, Kernel::Sse2]
-            .into_iter()
-            .find(|k| k.is_supported())
-            .unwrap_or(Kernel::Scalar)
+        [Kernel::Avx2, Kernel::Sse2].into_iter().find(|k| k.is_supported()).unwrap_or(Kernel::Scalar)
     }
 
     /// Whether this CPU can run the kernel.
@@ -62,9 +59,15 @@ impl Kernel {
         match self {
             Kernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Sse2 => std::arch::is_x86_feature_detected!("sse2"),
+            Kernel::Sse2 => {
+                std::arch::is_x86_feature_detected!("sse2") && std::arch::is_x86_feature_detected!("popcnt")
+            }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Kernel::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+                    && std::arch::is_x86_feature_detected!("bmi1")
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -99,11 +102,7 @@ impl Run {
             Some(room) if stride > 0 => room / stride + 1,
             _ => 0,
         };
-        Run {
-            start,
-            stride,
-            count: count.min(max),
-        }
+        Run { start, stride, count: count.min(max) }
     }
 
     /// Whether every packet of the run lies inside a buffer of `buf_len`.
@@ -143,20 +142,12 @@ impl Default for Scanner {
 impl Scanner {
     /// A scanner on the fastest kernel of this CPU.
     pub fn new() -> Scanner {
-        Scanner {
-            kernel: Kernel::detect(),
-            table: PidTable::default(),
-            next_index: 0,
-        }
+        Scanner { kernel: Kernel::detect(), table: PidTable::default(), next_index: 0 }
     }
 
     /// A scanner on `kernel`, or `None` when the CPU lacks it.
     pub fn with_kernel(kernel: Kernel) -> Option<Scanner> {
-        kernel.is_supported().then(|| Scanner {
-            kernel,
-            table: PidTable::default(),
-            next_index: 0,
-        })
+        kernel.is_supported().then(|| Scanner { kernel, table: PidTable::default(), next_index: 0 })
     }
 
     /// The kernel in use.
@@ -183,16 +174,8 @@ impl Scanner {
     /// first byte is not 0x47. A run that does not fit in `buf` is cut to the
     /// packets that do.
     pub fn scan(&mut self, buf: &[u8], run: Run, sink: &mut dyn PayloadSink) -> ScanOutcome {
-        let run = if run.fits(buf.len()) {
-            run
-        } else {
-            Run::fitting(buf.len(), run.start, run.stride, run.count)
-        };
-        let ctx = ScanCtx {
-            table: &mut self.table,
-            next_index: &mut self.next_index,
-            sink,
-        };
+        let run = if run.fits(buf.len()) { run } else { Run::fitting(buf.len(), run.start, run.stride, run.count) };
+        let ctx = ScanCtx { table: &mut self.table, next_index: &mut self.next_index, sink };
         match self.kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => x86::scan_avx2(ctx, buf, run),
@@ -229,9 +212,12 @@ const HOT_HEADER_MASK: u32 = 0xF0FF_9FFF;
 #[derive(Clone, Copy)]
 struct HotSet {
     headers: [u32; HOT],
-    cc: [u8; HOT],
-    /// The null PID: counted, never continuity-checked.
-    any_cc: [bool; HOT],
+    /// Last counter per hot PID. Kept as u32, like every field the kernels
+    /// read each group: byte fields invited wide loads over narrow stores,
+    /// which stall store forwarding.
+    cc: [u32; HOT],
+    /// All ones for the null PID (counted, never continuity-checked).
+    any_cc: [u32; HOT],
     /// Packets applied in bulk but not yet written to the table.
     pending: [u32; HOT],
     slots: [usize; HOT],
@@ -242,7 +228,7 @@ impl HotSet {
     const EMPTY: HotSet = HotSet {
         headers: [NO_HEADER; HOT],
         cc: [0; HOT],
-        any_cc: [false; HOT],
+        any_cc: [0; HOT],
         pending: [0; HOT],
         slots: [0; HOT],
         victim: 0,
@@ -254,7 +240,7 @@ impl HotSet {
     fn apply(&mut self, counts: [u32; HOT]) {
         for ((pending, cc), count) in self.pending.iter_mut().zip(&mut self.cc).zip(counts) {
             *pending += count;
-            *cc = ((u32::from(*cc) + count) & 0x0F) as u8;
+            *cc = (*cc + count) & 0x0F;
         }
     }
 
@@ -266,8 +252,8 @@ impl HotSet {
             if self.pending[h] > 0 {
                 let entry = table.at(self.slots[h]);
                 entry.packets += u64::from(self.pending[h]);
-                if !self.any_cc[h] {
-                    entry.last_cc = self.cc[h];
+                if self.any_cc[h] == 0 {
+                    entry.last_cc = self.cc[h] as u8;
                     entry.duplicate_seen = false;
                 }
                 self.pending[h] = 0;
@@ -277,6 +263,44 @@ impl HotSet {
 
     fn is_empty(&self) -> bool {
         self.headers == [NO_HEADER; HOT]
+    }
+
+    /// Takes a payload packet with an adaptation field of a hot PID without
+    /// leaving the hot state, when the reference rules reduce to "next
+    /// counter, maybe a PCR": no transport error, no scrambling, the
+    /// expected counter, a well-formed field without discontinuity_indicator.
+    /// Returns false, having changed nothing, for anything else.
+    #[inline(always)]
+    fn adaptation_lane(&mut self, table: &mut PidTable, bytes: &[u8; PACKET_LEN], index: u64) -> bool {
+        const AFC_BOTH: u32 = 0x3000_0000;
+        let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let fixed = word & HOT_HEADER_MASK;
+        if fixed & AFC_BOTH != AFC_BOTH {
+            return false;
+        }
+        let as_simple = fixed & !0x2000_0000;
+        let Some(h) = self.headers.iter().position(|&x| x == as_simple) else {
+            return false;
+        };
+        let cc = (word >> 24) & 0x0F;
+        if self.any_cc[h] != 0 || cc != (self.cc[h] + 1) & 0x0F {
+            return false;
+        }
+        if usize::from(bytes[4]) > PACKET_LEN - 5 {
+            return false;
+        }
+        if let Some(af) = TsPacket::new(bytes).adaptation_field() {
+            if af.discontinuity() {
+                return false;
+            }
+            if bytes[5] & 0x10 != 0 {
+                let Some(pcr) = af.pcr() else { return false };
+                table.at(self.slots[h]).pcr.record(pcr, index, false);
+            }
+        }
+        self.pending[h] += 1;
+        self.cc[h] = cc;
+        true
     }
 
     /// Brings the entry of the packet just accounted (header word `word`)
@@ -293,19 +317,15 @@ impl HotSet {
             known => known,
         };
         match (cc, at) {
-            (Some(cc), Some(i)) => self.cc[i] = cc.value(),
+            (Some(cc), Some(i)) => self.cc[i] = u32::from(cc.value()),
             (Some(cc), None) => {
-                let i = self
-                    .headers
-                    .iter()
-                    .position(|&h| h == NO_HEADER)
-                    .unwrap_or_else(|| {
-                        self.victim = (self.victim + 1) % HOT;
-                        self.victim
-                    });
+                let i = self.headers.iter().position(|&h| h == NO_HEADER).unwrap_or_else(|| {
+                    self.victim = (self.victim + 1) % HOT;
+                    self.victim
+                });
                 self.headers[i] = header;
-                self.cc[i] = cc.value();
-                self.any_cc[i] = null;
+                self.cc[i] = u32::from(cc.value());
+                self.any_cc[i] = if null { u32::MAX } else { 0 };
                 self.slots[i] = slot;
             }
             (None, Some(i)) => self.headers[i] = NO_HEADER,
@@ -356,19 +376,11 @@ static PREFIX: [u64; 256] = {
 /// SIMD comparisons inline into it.
 #[inline(always)]
 fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
-    let Run {
-        start,
-        stride,
-        count,
-    } = run;
+    let Run { start, stride, count } = run;
     let run_base = *ctx.next_index;
     let mut i = 0;
     let mut hot = HotSet::EMPTY;
-    let full = if M::LANES >= 32 {
-        0
-    } else {
-        (1u32 << M::LANES) - 1
-    };
+    let full = if M::LANES >= 32 { 0 } else { (1u32 << M::LANES) - 1 };
     while i < count {
         if M::LANES <= count - i && !hot.is_empty() {
             let (ok, masks) = matcher.matches(buf, start + i * stride, stride, &hot);
@@ -387,21 +399,19 @@ fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -
                 i += n as usize;
             }
         }
-        hot.flush(ctx.table);
         let off = start + i * stride;
-        let Some(bytes) = buf
-            .get(off..off + PACKET_LEN)
-            .and_then(|b| b.try_into().ok())
-        else {
+        let Some(bytes) = buf.get(off..off + PACKET_LEN).and_then(|b| b.try_into().ok()) else {
             break;
         };
+        if M::LANES != usize::MAX && hot.adaptation_lane(ctx.table, bytes, run_base + i as u64) {
+            i += 1;
+            continue;
+        }
+        hot.flush(ctx.table);
         let pkt = TsPacket::new(bytes);
         if !pkt.has_sync() {
             *ctx.next_index = run_base + i as u64;
-            return ScanOutcome {
-                packets: i,
-                sync_lost: true,
-            };
+            return ScanOutcome { packets: i, sync_lost: true };
         }
         // Bulk-applied packets before this one get their indices now.
         *ctx.next_index = run_base + i as u64;
@@ -421,10 +431,7 @@ fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -
     }
     hot.flush(ctx.table);
     *ctx.next_index = run_base + i as u64;
-    ScanOutcome {
-        packets: i,
-        sync_lost: false,
-    }
+    ScanOutcome { packets: i, sync_lost: false }
 }
 
 /// PIDs of the packets of `run`, written to `out` (one per packet, up to
@@ -436,15 +443,8 @@ pub fn extract_pids(buf: &[u8], run: Run, out: &mut [u16]) -> usize {
 
 /// [`extract_pids`] on a chosen kernel (scalar when the CPU lacks it).
 pub fn extract_pids_with(kernel: Kernel, buf: &[u8], run: Run, out: &mut [u16]) -> usize {
-    let run = if run.fits(buf.len()) {
-        run
-    } else {
-        Run::fitting(buf.len(), run.start, run.stride, run.count)
-    };
-    let run = Run {
-        count: run.count.min(out.len()),
-        ..run
-    };
+    let run = if run.fits(buf.len()) { run } else { Run::fitting(buf.len(), run.start, run.stride, run.count) };
+    let run = Run { count: run.count.min(out.len()), ..run };
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.is_supported() => x86::extract_pids_avx2(buf, run, out),

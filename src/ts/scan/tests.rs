@@ -50,10 +50,7 @@ fn build(specs: &[Spec], stride: usize, noise: &[u8]) -> Vec<u8> {
         *cc = (*cc + s.cc_step) & 0x0F;
         let mut p = [0u8; 188];
         for (k, b) in p.iter_mut().enumerate() {
-            *b = noise
-                .get((n * 7 + k) % noise.len().max(1))
-                .copied()
-                .unwrap_or(0xFF);
+            *b = noise.get((n * 7 + k) % noise.len().max(1)).copied().unwrap_or(0xFF);
         }
         p[0] = if s.bad_sync { 0x46 } else { 0x47 };
         p[1] = (u8::from(s.tei) << 7) | (u8::from(s.pusi) << 6) | ((s.pid >> 8) as u8 & 0x1F);
@@ -114,12 +111,7 @@ fn scan_all(
         // Skip the bad packet like a framer that relocks at the next one.
         start += (out.packets + usize::from(out.sync_lost)) * stride;
     }
-    Some((
-        scanner.table().iter().cloned().collect(),
-        outcomes,
-        sink,
-        scanner.packets(),
-    ))
+    Some((scanner.table().iter().cloned().collect(), outcomes, sink, scanner.packets()))
 }
 
 proptest! {
@@ -188,13 +180,7 @@ fn steady_run_is_counted_in_bulk_and_exactly() {
             continue;
         };
         let out = s.scan(&buf, Run::fitting(buf.len(), 0, 188, usize::MAX), &mut ());
-        assert_eq!(
-            out,
-            ScanOutcome {
-                packets: 1000,
-                sync_lost: false
-            }
-        );
+        assert_eq!(out, ScanOutcome { packets: 1000, sync_lost: false });
         let e = s.table().get(Pid::new(0x100)).unwrap();
         assert_eq!((e.packets, e.cc_errors), (1000, 0));
         // The counter ended where 1000 increments from 1 land.
@@ -220,13 +206,7 @@ fn stops_at_missing_sync() {
     let buf = build(&specs, 188, &[]);
     let mut s = Scanner::new();
     let out = s.scan(&buf, Run::fitting(buf.len(), 0, 188, usize::MAX), &mut ());
-    assert_eq!(
-        out,
-        ScanOutcome {
-            packets: 37,
-            sync_lost: true
-        }
-    );
+    assert_eq!(out, ScanOutcome { packets: 37, sync_lost: true });
 }
 
 #[test]
@@ -246,14 +226,6 @@ fn run_that_overhangs_the_buffer_is_cut() {
         &[],
     );
     let mut s = Scanner::new();
-    let out = s.scan(
-        &buf,
-        Run {
-            start: 0,
-            stride: 188,
-            count: 10,
-        },
-        &mut (),
-    );
+    let out = s.scan(&buf, Run { start: 0, stride: 188, count: 10 }, &mut ());
     assert_eq!(out.packets, 1);
 }

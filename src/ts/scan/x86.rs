@@ -9,9 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{
-    GroupMatcher, HOT, HOT_HEADER_MASK, HotSet, PREFIX, Run, ScanCtx, ScanOutcome, drive, scalar,
-};
+use super::{GroupMatcher, HOT, HOT_HEADER_MASK, HotSet, PREFIX, Run, ScanCtx, ScanOutcome, drive, scalar};
 
 /// Proof that the CPU has AVX2.
 #[derive(Clone, Copy)]
@@ -22,12 +20,12 @@ struct Avx2(());
 struct Sse2(());
 
 /// Checks that `lanes` headers `stride` apart from `off` lie in `buf`.
+/// Plain arithmetic suffices: callers only pass groups of a `Run` that
+/// `Run::fits` accepted, so the sums stay far below `usize::MAX`; the
+/// comparison is what guards the unchecked loads.
 #[inline(always)]
 fn group_fits(buf: &[u8], off: usize, stride: usize, lanes: usize) -> bool {
-    stride
-        .checked_mul(lanes - 1)
-        .and_then(|span| span.checked_add(off + 4))
-        .is_some_and(|end| end <= buf.len())
+    off + (lanes - 1) * stride + 4 <= buf.len()
 }
 
 /// Packets ahead of the group being matched whose header lines are
@@ -39,14 +37,11 @@ const PREFETCH_PACKETS: usize = 48;
 /// are computed with wrapping arithmetic and never dereferenced.
 #[inline(always)]
 fn prefetch_ahead<const N: usize>(buf: &[u8], off: usize, stride: usize) {
-    let ahead = off.wrapping_add(PREFETCH_PACKETS * stride);
-    if ahead + N * stride <= buf.len() {
-        for k in 0..N {
-            let p = buf[ahead + k * stride..].as_ptr().cast::<i8>();
-            // SAFETY: `_mm_prefetch` only hints the cache; SSE is baseline
-            // on x86_64 and the pointer is inside `buf`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-        }
+    let ahead = buf.as_ptr().wrapping_add(off + PREFETCH_PACKETS * stride);
+    for k in 0..N {
+        // SAFETY: `_mm_prefetch` is a hint that never faults, whatever the
+        // address; SSE is baseline on x86_64. The pointer is never read.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(k * stride).cast::<i8>()) };
     }
 }
 
@@ -65,9 +60,7 @@ unsafe fn load_words<const N: usize>(buf: &[u8], off: usize, stride: usize) -> [
 
 #[target_feature(enable = "avx2")]
 fn avx2_matches(words: [i32; 8], hot: &HotSet) -> (u32, [u32; HOT]) {
-    let headers = _mm256_setr_epi32(
-        words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7],
-    );
+    let headers = _mm256_setr_epi32(words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7]);
     let fixed = _mm256_and_si256(headers, _mm256_set1_epi32(HOT_HEADER_MASK as i32));
     let nibble = _mm256_set1_epi32(0x0F);
     let counters = _mm256_and_si256(_mm256_srli_epi32::<24>(headers), nibble);
@@ -78,19 +71,13 @@ fn avx2_matches(words: [i32; 8], hot: &HotSet) -> (u32, [u32; HOT]) {
         *mask = _mm256_movemask_ps(_mm256_castsi256_ps(mine)) as u32;
         // Lane k of PID h expects cc + (packets of h in lanes 0..=k).
         let prefix = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(PREFIX[*mask as usize] as i64));
-        let want = if hot.any_cc[h] {
-            counters
-        } else {
-            _mm256_and_si256(
-                _mm256_add_epi32(_mm256_set1_epi32(i32::from(hot.cc[h])), prefix),
-                nibble,
-            )
-        };
+        let next = _mm256_and_si256(_mm256_add_epi32(_mm256_set1_epi32(hot.cc[h] as i32), prefix), nibble);
+        // The null PID accepts whatever counter it carries.
+        let want = _mm256_blendv_epi8(next, counters, _mm256_set1_epi32(hot.any_cc[h] as i32));
         expected = _mm256_or_si256(expected, _mm256_and_si256(mine, want));
     }
     let any = masks.iter().fold(0, |a, m| a | m);
-    let ok = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(counters, expected))) as u32
-        & any;
+    let ok = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(counters, expected))) as u32 & any;
     (ok, masks)
 }
 
@@ -123,14 +110,11 @@ fn sse2_matches(words: [i32; 4], hot: &HotSet) -> (u32, [u32; HOT]) {
         *mask = _mm_movemask_ps(_mm_castsi128_ps(mine)) as u32;
         let bytes = _mm_cvtsi32_si128(PREFIX[*mask as usize] as i32);
         let prefix = _mm_unpacklo_epi16(_mm_unpacklo_epi8(bytes, zero), zero);
-        let want = if hot.any_cc[h] {
-            counters
-        } else {
-            _mm_and_si128(
-                _mm_add_epi32(_mm_set1_epi32(i32::from(hot.cc[h])), prefix),
-                nibble,
-            )
-        };
+        let next = _mm_and_si128(_mm_add_epi32(_mm_set1_epi32(hot.cc[h] as i32), prefix), nibble);
+        // The null PID accepts whatever counter it carries (SSE2 has no
+        // blendv: select with and/andnot).
+        let free = _mm_set1_epi32(hot.any_cc[h] as i32);
+        let want = _mm_or_si128(_mm_and_si128(free, counters), _mm_andnot_si128(free, next));
         expected = _mm_or_si128(expected, _mm_and_si128(mine, want));
     }
     let any = masks.iter().fold(0, |a, m| a | m);
@@ -152,20 +136,20 @@ impl GroupMatcher for Sse2 {
     }
 }
 
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1")]
 fn drive_avx2(ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
     drive(&Avx2(()), ctx, buf, run)
 }
 
-#[target_feature(enable = "sse2")]
+#[target_feature(enable = "sse2,popcnt")]
 fn drive_sse2(ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
     drive(&Sse2(()), ctx, buf, run)
 }
 
 /// Scans with the AVX2 kernel, or the scalar one on a CPU without AVX2.
 pub(super) fn scan_avx2(ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
-    if is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected on this CPU just above.
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt") && is_x86_feature_detected!("bmi1") {
+        // SAFETY: AVX2, POPCNT and BMI1 were detected on this CPU just above.
         unsafe { drive_avx2(ctx, buf, run) }
     } else {
         scalar::scan(ctx, buf, run)
@@ -174,8 +158,8 @@ pub(super) fn scan_avx2(ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
 
 /// Scans with the SSE2 kernel, or the scalar one on a CPU without SSE2.
 pub(super) fn scan_sse2(ctx: ScanCtx<'_>, buf: &[u8], run: Run) -> ScanOutcome {
-    if is_x86_feature_detected!("sse2") {
-        // SAFETY: SSE2 was detected on this CPU just above.
+    if is_x86_feature_detected!("sse2") && is_x86_feature_detected!("popcnt") {
+        // SAFETY: SSE2 and POPCNT were detected on this CPU just above.
         unsafe { drive_sse2(ctx, buf, run) }
     } else {
         scalar::scan(ctx, buf, run)
@@ -193,10 +177,7 @@ fn extract_pids_avx2_inner(buf: &[u8], run: Run, out: &mut [u16]) -> usize {
         // SAFETY: `group_fits` held just above.
         let w = unsafe { load_words::<8>(buf, off, run.stride) };
         let headers = _mm256_setr_epi32(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]);
-        let sync = _mm256_cmpeq_epi32(
-            _mm256_and_si256(headers, _mm256_set1_epi32(0xFF)),
-            _mm256_set1_epi32(0x47),
-        );
+        let sync = _mm256_cmpeq_epi32(_mm256_and_si256(headers, _mm256_set1_epi32(0xFF)), _mm256_set1_epi32(0x47));
         if _mm256_movemask_ps(_mm256_castsi256_ps(sync)) != 0xFF {
             break;
         }
