@@ -160,20 +160,14 @@ proptest! {
     }
 }
 
+/// A payload-only packet of `pid` with the next counter.
+fn plain(pid: u16) -> Spec {
+    Spec { pid, cc_step: 1, afc: 1, tei: false, bad_sync: false, discontinuity: false, pusi: false, scrambled: false }
+}
+
 #[test]
 fn steady_run_is_counted_in_bulk_and_exactly() {
-    let specs: Vec<Spec> = (0..1000)
-        .map(|_| Spec {
-            pid: 0x100,
-            cc_step: 1,
-            afc: 1,
-            tei: false,
-            bad_sync: false,
-            discontinuity: false,
-            pusi: false,
-            scrambled: false,
-        })
-        .collect();
+    let specs: Vec<Spec> = (0..1000).map(|_| plain(0x100)).collect();
     let buf = build(&specs, 188, &[]);
     for kernel in [Kernel::Scalar, Kernel::Sse2, Kernel::Avx2] {
         let Some(mut s) = Scanner::with_kernel(kernel) else {
@@ -190,18 +184,7 @@ fn steady_run_is_counted_in_bulk_and_exactly() {
 
 #[test]
 fn stops_at_missing_sync() {
-    let mut specs: Vec<Spec> = (0..50)
-        .map(|_| Spec {
-            pid: 0x100,
-            cc_step: 1,
-            afc: 1,
-            tei: false,
-            bad_sync: false,
-            discontinuity: false,
-            pusi: false,
-            scrambled: false,
-        })
-        .collect();
+    let mut specs: Vec<Spec> = (0..50).map(|_| plain(0x100)).collect();
     specs[37].bad_sync = true;
     let buf = build(&specs, 188, &[]);
     let mut s = Scanner::new();
@@ -211,20 +194,7 @@ fn stops_at_missing_sync() {
 
 #[test]
 fn run_that_overhangs_the_buffer_is_cut() {
-    let buf = build(
-        &[Spec {
-            pid: 1,
-            cc_step: 1,
-            afc: 1,
-            tei: false,
-            bad_sync: false,
-            discontinuity: false,
-            pusi: false,
-            scrambled: false,
-        }],
-        188,
-        &[],
-    );
+    let buf = build(&[plain(1)], 188, &[]);
     let mut s = Scanner::new();
     let out = s.scan(&buf, Run { start: 0, stride: 188, count: 10 }, &mut ());
     assert_eq!(out.packets, 1);
