@@ -131,3 +131,23 @@ fn text_summary_names_programs_and_codecs() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[test]
+fn pids_lists_only_pids_seen() {
+    // Cut the SPTS after its first PAT but before its first PMT packet: the
+    // PMT PID is announced yet never seen, so it must not be listed.
+    let ts = std::fs::read(fixture("h264_aac.ts")).unwrap();
+    let packets: Vec<&[u8]> = ts.chunks_exact(188).collect();
+    let pid_of = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+    let first_pmt = packets.iter().position(|p| pid_of(p) == 0x1000).unwrap();
+    let first_pat = packets.iter().position(|p| pid_of(p) == 0).unwrap();
+    assert!(first_pat < first_pmt, "fixture layout changed");
+    let cut: Vec<u8> = packets[..first_pmt].concat();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.ts");
+    std::fs::write(&path, &cut).unwrap();
+    let r = probe_json(&path);
+    assert!(r["pids"].as_array().unwrap().iter().all(|p| p["packets"].as_u64().unwrap() > 0));
+    assert!(!r["pids"].as_array().unwrap().iter().any(|p| p["pid"] == 0x1000));
+    assert_eq!(r["programs"][0]["pmt_pid"], 0x1000);
+}

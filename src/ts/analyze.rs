@@ -176,8 +176,11 @@ impl Analyzer {
                     .unwrap_or_default(),
             })
             .collect();
+        // Entries exist for PIDs a parser wants before any packet arrived;
+        // the report lists only PIDs seen.
         let mut pids: Vec<PidReport> = table
             .iter()
+            .filter(|e| e.packets > 0)
             .map(|e| PidReport {
                 pid: e.pid.value(),
                 packets: e.packets,
