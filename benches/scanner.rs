@@ -77,7 +77,7 @@ fn mpeg2ts_reader_loop(buf: &[u8], packets: &mut [u64], last_cc: &mut [u8]) -> u
         let cc = p.continuity_counter().count();
         if pid != 0x1FFF {
             let last = last_cc[pid];
-            let expected = if p.adaptation_control().has_payload() { (last + 1) & 0x0F } else { last };
+            let expected = if p.adaptation_control().has_payload() { last.wrapping_add(1) & 0x0F } else { last };
             if last != 0xFF && !discontinuity && cc != expected && cc != last {
                 errors += 1;
             }
