@@ -48,7 +48,7 @@ best() {
 command -v bc >/dev/null || { echo "perf/probe.sh needs bc (apt-get install -y bc)" >&2; exit 2; }
 t_ours=$(best 5 "$bin" probe --json "$file")
 t_cat=$(best 5 sh -c "cat '$file' >/dev/null")
-t_ffprobe=$(best 1 ffprobe -v error -count_packets -show_streams "$file")
+t_ffprobe=$(best 3 ffprobe -v error -count_packets -show_streams "$file")
 
 # Our answer must be right, not only fast.
 packets=$("$bin" probe --json "$file" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["ts_packets"])')

@@ -40,9 +40,13 @@ pub enum ProbeError {
 /// garbage is better reported as broken than summarised.
 pub fn probe(url: &str, duration_secs: Option<f64>) -> Result<Report, ProbeError> {
     let InputSpec::File { path } = parse_input(url)?;
-    let file = MappedFile::open(&path, duration_secs.is_none())?;
+    let file = MappedFile::open(&path)?;
     let mut analyzer = Analyzer::new();
-    analyzer.analyze(file.bytes(), duration_secs);
+    match duration_secs {
+        None => file.read_whole(|bytes| analyzer.analyze(bytes, None)),
+        // A duration usually stops early: populating ahead would be waste.
+        Some(_) => analyzer.analyze(file.bytes(), duration_secs),
+    };
     let report = analyzer.report(url);
     let packet_bytes = report.ts_packets * report.packet_size.unwrap_or(188) as u64;
     if packet_bytes == 0 || packet_bytes < report.bytes / 2 {
