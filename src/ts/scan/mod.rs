@@ -195,6 +195,9 @@ struct ScanCtx<'a> {
 
 /// Number of PIDs the SIMD kernels track at once.
 const HOT: usize = 4;
+/// Longest stretch, in packets, without group attempts after groups kept
+/// breaking early.
+const MAX_GROUP_BACKOFF: usize = 32;
 /// A masked header that no packet can produce (bits outside the mask).
 const NO_HEADER: u32 = u32::MAX;
 /// Bits of the little-endian header word a hot PID must match: sync byte,
@@ -265,42 +268,59 @@ impl HotSet {
         self.headers == [NO_HEADER; HOT]
     }
 
-    /// Takes a payload packet with an adaptation field of a hot PID without
-    /// leaving the hot state, when the reference rules reduce to "next
-    /// counter, maybe a PCR": no transport error, no scrambling, the
-    /// expected counter, a well-formed field without discontinuity_indicator.
-    /// Returns false, having changed nothing, for anything else.
+    /// Takes one payload packet of a hot PID without leaving the hot state,
+    /// when the reference rules reduce to "next counter, maybe a PCR": no
+    /// transport error, no scrambling, the expected counter (any counter for
+    /// the null PID, which must then carry no adaptation field), and an
+    /// adaptation field, if any, that is well formed and without
+    /// discontinuity_indicator. Returns false, having changed nothing, for
+    /// anything else.
     #[inline(always)]
-    fn adaptation_lane(&mut self, table: &mut PidTable, bytes: &[u8; PACKET_LEN], index: u64) -> bool {
-        const AFC_BOTH: u32 = 0x3000_0000;
+    fn lane(&mut self, table: &mut PidTable, bytes: &[u8; PACKET_LEN], index: u64) -> bool {
+        const AFC_ADAPTATION: u32 = 0x2000_0000;
         let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let fixed = word & HOT_HEADER_MASK;
-        if fixed & AFC_BOTH != AFC_BOTH {
-            return false;
-        }
-        let as_simple = fixed & !0x2000_0000;
-        let Some(h) = self.headers.iter().position(|&x| x == as_simple) else {
+        let Some(h) = self.headers.iter().position(|&x| x == fixed & !AFC_ADAPTATION) else {
             return false;
         };
+        let has_field = fixed & AFC_ADAPTATION != 0;
         let cc = (word >> 24) & 0x0F;
-        if self.any_cc[h] != 0 || cc != (self.cc[h] + 1) & 0x0F {
-            return false;
-        }
-        if usize::from(bytes[4]) > PACKET_LEN - 5 {
-            return false;
-        }
-        if let Some(af) = TsPacket::new(bytes).adaptation_field() {
-            if af.discontinuity() {
+        if self.any_cc[h] != 0 {
+            if has_field {
                 return false;
             }
-            if bytes[5] & 0x10 != 0 {
-                let Some(pcr) = af.pcr() else { return false };
-                table.at(self.slots[h]).pcr.record(pcr, index, false);
+            self.pending[h] += 1;
+            return true;
+        }
+        if cc != (self.cc[h] + 1) & 0x0F {
+            return false;
+        }
+        if has_field {
+            if usize::from(bytes[4]) > PACKET_LEN - 5 {
+                return false;
+            }
+            if let Some(af) = TsPacket::new(bytes).adaptation_field() {
+                if af.discontinuity() {
+                    return false;
+                }
+                if bytes[5] & 0x10 != 0 {
+                    let Some(pcr) = af.pcr() else { return false };
+                    table.at(self.slots[h]).pcr.record(pcr, index, false);
+                }
             }
         }
         self.pending[h] += 1;
         self.cc[h] = cc;
         true
+    }
+
+    /// Drops the PIDs whose packets a payload sink now wants.
+    fn drop_wanted(&mut self, table: &mut PidTable) {
+        for h in 0..HOT {
+            if self.headers[h] != NO_HEADER && table.at(self.slots[h]).wanted {
+                self.headers[h] = NO_HEADER;
+            }
+        }
     }
 
     /// Brings the entry of the packet just accounted (header word `word`)
@@ -380,9 +400,10 @@ fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -
     let run_base = *ctx.next_index;
     let mut i = 0;
     let mut hot = HotSet::EMPTY;
+    let (mut backoff, mut retry_at) = (0usize, 0usize);
     let full = if M::LANES >= 32 { 0 } else { (1u32 << M::LANES) - 1 };
     while i < count {
-        if M::LANES <= count - i && !hot.is_empty() {
+        if i >= retry_at && M::LANES <= count - i && !hot.is_empty() {
             let (ok, masks) = matcher.matches(buf, start + i * stride, stride, &hot);
             if ok == full {
                 // The common case: a constant step and counters that follow
@@ -390,6 +411,7 @@ fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -
                 // comparisons need not wait for this one's result.
                 hot.apply(masks.map(u32::count_ones));
                 i += M::LANES;
+                backoff = 0;
                 continue;
             }
             let n = ok.trailing_ones();
@@ -398,12 +420,19 @@ fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -
                 hot.apply(masks.map(|m| (m & lead).count_ones()));
                 i += n as usize;
             }
+            // Streams where most packets carry adaptation fields break
+            // nearly every group; stop trying groups for a while there and
+            // let the hot lane take packets one by one.
+            if n < 2 {
+                backoff = (backoff * 2).clamp(1, MAX_GROUP_BACKOFF);
+                retry_at = i + backoff;
+            }
         }
         let off = start + i * stride;
         let Some(bytes) = buf.get(off..off + PACKET_LEN).and_then(|b| b.try_into().ok()) else {
             break;
         };
-        if M::LANES != usize::MAX && hot.adaptation_lane(ctx.table, bytes, run_base + i as u64) {
+        if M::LANES != usize::MAX && hot.lane(ctx.table, bytes, run_base + i as u64) {
             i += 1;
             continue;
         }
@@ -422,8 +451,8 @@ fn drive<M: GroupMatcher>(matcher: &M, ctx: ScanCtx<'_>, buf: &[u8], run: Run) -
         if ctx.table.at(slot).wanted {
             if !pkt.transport_error() {
                 ctx.sink.payload_packet(pkt, index, ctx.table);
-                // The sink may have changed which PIDs are wanted.
-                hot = HotSet::EMPTY;
+                // The sink may have made a hot PID wanted.
+                hot.drop_wanted(ctx.table);
             }
         } else if M::LANES != usize::MAX {
             hot.refresh(ctx.table, slot, header_word(buf, off));
