@@ -15,8 +15,7 @@
 //!   descriptor bytes, as many as fit a 1024-byte section.
 //!
 //! Expected PAT: entries in section_number order; program 0 sets the network
-//! PID (the last such entry wins); other duplicates by program number keep
-//! the first.
+//! PID; duplicates, of program 0 as of any other number, keep the first.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -74,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         sections.push(s);
         for &(num, pid) in group {
             if num == 0 {
-                network_pid = Some(Pid::new(pid));
+                network_pid.get_or_insert(Pid::new(pid));
             } else if !programs.iter().any(|p| p.0 == num) {
                 programs.push((num, Pid::new(pid)));
             }

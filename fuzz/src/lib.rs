@@ -34,8 +34,7 @@ pub fn check_report(input_len: usize, stop: Stop, r: &Report) {
     }
     for p in &r.pids {
         assert!(p.pid < 8192, "pid {} out of range", p.pid);
-        // No `packets > 0` check: PIDs marked wanted (PAT, PMT and ES PIDs)
-        // get a table entry, and so a report line, before any packet.
+        assert!(p.packets > 0, "pid {} listed without a packet", p.pid);
         assert!(p.cc_errors <= p.packets, "pid {}: more cc errors than packets", p.pid);
         assert!(p.transport_errors <= p.packets, "pid {}: more transport errors than packets", p.pid);
         assert!(p.discontinuities <= p.packets, "pid {}: more discontinuities than packets", p.pid);

@@ -307,7 +307,8 @@ impl Psi {
         let mut pat = Pat { transport_stream_id: header.extension, version: header.version, ..Pat::default() };
         for (number, pid) in std::mem::take(&mut self.pat_pending).into_values().flatten() {
             if number == 0 {
-                pat.network_pid = Some(pid);
+                // Duplicates keep the first entry, here as for programs.
+                pat.network_pid.get_or_insert(pid);
             } else if !pat.programs.iter().any(|p| p.0 == number) {
                 pat.programs.push((number, pid));
             }
