@@ -1,8 +1,8 @@
 //! Per-PID statistics and the reference per-packet rules.
 //!
 //! [`PidTable::account`] is the one definition of what a packet does to the
-//! counters; the SIMD scanner only takes a shortcut for runs whose outcome it
-//! can prove equal (see `scan`). The rules:
+//! counters; the SIMD kernels only take shortcuts for packets whose outcome
+//! they can prove equal (see `scan`). The rules:
 //!
 //! - Continuity (ISO/IEC 13818-1 §2.4.3.3): a packet with payload must carry
 //!   the previous counter + 1 (mod 16); repeating the previous counter once is

@@ -11,9 +11,14 @@
 //!   to that lane, from a prefix-count table indexed by the lane mask). The
 //!   matching prefix of the group is applied in bulk per PID (packets += n,
 //!   counter += n), which is exactly what the reference rules do for such
-//!   packets; the first packet that differs goes through
-//!   [`PidTable::account`]. Interleaved video and audio thus stay on the
-//!   fast path; PSI, PCR-carrying and damaged packets take the slow one.
+//!   packets. The first packet that differs tries the scalar *hot lane*
+//!   (a payload packet of a hot PID with the next counter, with or without
+//!   a plain adaptation field, PCR recorded), and otherwise goes through
+//!   [`PidTable::account`]. Interleaved video, audio and nulls thus stay on
+//!   the fast path; PSI, discontinuities and damaged packets take the slow
+//!   one. When groups keep breaking in their first lanes (streams where
+//!   most packets carry adaptation fields) the kernels stop trying groups
+//!   for up to 32 packets and use the hot lane alone.
 //!
 //! The scanner does not look for sync: it stops before the first packet that
 //! lacks 0x47 and reports it, and the framer resynchronises.
