@@ -43,8 +43,8 @@ pub fn probe(url: &str, duration_secs: Option<f64>) -> Result<Report, ProbeError
     let file = MappedFile::open(&path)?;
     let mut analyzer = Analyzer::new();
     match duration_secs {
-        None => file.read_whole(|bytes| analyzer.analyze(bytes, None)),
-        // A duration usually stops early: populating ahead would be waste.
+        None => analyzer.analyze_parallel(file.bytes()),
+        // A duration usually stops early, within the first half.
         Some(_) => analyzer.analyze(file.bytes(), duration_secs),
     };
     let report = analyzer.report(url);

@@ -3,19 +3,16 @@
 //! A mapped file is read without a copy: the page cache is the buffer.
 //!
 //! Setting up the page tables of a large mapping costs about as much as
-//! scanning it. Measured on a warm 512 MiB file (perf/probe.sh): populating
-//! up front with `MAP_POPULATE` made probe 1.5x slower than plain page
-//! faults, which map the page cache's large folios in big steps. Faster
-//! still, [`MappedFile::read_whole`] lets a second thread populate
-//! (`MADV_POPULATE_READ`) the part of the file from a third of the way in,
-//! while the reader faults in the first third itself and then scans on
-//! into pages already mapped: the two never contend for the same page
-//! tables. Starting points from 0.2 to 0.65 were tried; 0.35 was best.
+//! scanning it. Measured on a warm 512 MiB file (perf/probe.sh):
+//! populating up front with `MAP_POPULATE` made probe 1.5x slower than
+//! plain page faults, which map the page cache's large folios in big steps;
+//! a helper thread populating (`MADV_POPULATE_READ`) ahead of the reader
+//! made it about 1.2x faster; two threads each scanning (and faulting in)
+//! half of the file, as `probe` does now, about 1.2x faster than that.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::{Advice, Mmap, MmapOptions};
 use thiserror::Error;
@@ -80,37 +77,6 @@ impl MappedFile {
         // Advice is a hint; failing to give it changes nothing.
         let _ = map.advise(Advice::Sequential);
         Ok(MappedFile { map })
-    }
-
-    /// Runs `read` over all of the file's bytes while another thread
-    /// populates the mapping ahead of it (see the module doc). The helper
-    /// stops when `read` returns; pages it has not reached fault in as usual.
-    pub fn read_whole<R>(&self, read: impl FnOnce(&[u8]) -> R) -> R {
-        const STEP: usize = 4 << 20;
-        const PAGE: usize = 4096;
-        let done = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let len = self.map.len();
-            // Small files are mapped faster than a thread starts.
-            if len >= 4 * STEP {
-                let (map, done) = (&self.map, &done);
-                scope.spawn(move || {
-                    let mut offset = len / 100 * 35 / PAGE * PAGE;
-                    while offset < len && !done.load(Ordering::Relaxed) {
-                        let step = STEP.min(len - offset);
-                        // Kernels before 5.14 refuse MADV_POPULATE_READ; the
-                        // reader then faults every page in itself.
-                        if map.advise_range(Advice::PopulateRead, offset, step).is_err() {
-                            break;
-                        }
-                        offset += step;
-                    }
-                });
-            }
-            let result = read(&self.map);
-            done.store(true, Ordering::Relaxed);
-            result
-        })
     }
 
     /// The file's bytes.

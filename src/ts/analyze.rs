@@ -1,13 +1,16 @@
 //! The whole-stream analysis behind `probe`: framing, scanning and PSI over
 //! a buffer, summarised as a [`Report`]. Sans-IO: the caller hands in bytes.
 
-use serde::Serialize;
-
 use super::framing::{PacketSize, SyncTracker};
-use super::packet::{Pcr, Pid, TsPacket};
+use super::packet::{PACKET_LEN, Pcr, Pid, SYNC_BYTE, TsPacket};
 use super::psi::{Psi, PsiCounters};
 use super::scan::{Kernel, PayloadSink, Run, Scanner};
 use super::stats::PidTable;
+
+mod report;
+mod split;
+
+pub use report::{ErrorReport, PcrReport, PidReport, ProgramReport, Report, StreamReport};
 
 /// Packets per scanner call without a duration limit (about 385 KB).
 const RUN_PACKETS: usize = 2048;
@@ -38,6 +41,29 @@ impl Default for Analyzer {
     fn default() -> Self {
         Analyzer::new()
     }
+}
+
+/// Where the analysis of one buffer stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Cursor {
+    /// End of the last accounted packet unit.
+    accounted: usize,
+    /// Sync position of the next packet, while locked.
+    locked: Option<usize>,
+    /// Where the next sync search starts, while not locked.
+    search: usize,
+}
+
+/// Why [`Analyzer::advance`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    /// No further packet fits in the buffer.
+    End,
+    /// The duration limit was reached.
+    Limit,
+    /// The next packet starts at or after the seam (the cursor is locked
+    /// there).
+    Seam,
 }
 
 /// Where [`Analyzer::analyze`] stopped.
@@ -72,60 +98,79 @@ impl Analyzer {
     /// program's PCRs span `limit_secs`.
     pub fn analyze(&mut self, buf: &[u8], limit_secs: Option<f64>) -> Stop {
         let limit_ticks = limit_secs.map(|s| (s * Pcr::HZ as f64) as u64);
+        let mut cursor = Cursor::default();
+        match self.advance(buf, &mut cursor, usize::MAX, limit_ticks) {
+            Pause::Limit => {
+                self.bytes += cursor.accounted as u64;
+                Stop::Limit { bytes: cursor.accounted }
+            }
+            Pause::End | Pause::Seam => {
+                self.finish(buf, &cursor);
+                Stop::End
+            }
+        }
+    }
+
+    /// Accounts packets from `cursor` on until the input ends, the duration
+    /// limit is reached, or the next packet would start at or after `seam`.
+    fn advance(&mut self, buf: &[u8], cursor: &mut Cursor, seam: usize, limit_ticks: Option<u64>) -> Pause {
         let run_max = if limit_ticks.is_some() { LIMITED_RUN_PACKETS } else { RUN_PACKETS };
-        // End of the last accounted packet unit; sync position of the next
-        // packet while locked.
-        let mut accounted = 0usize;
-        let mut locked: Option<usize> = None;
-        let mut search = 0usize;
-        let stop = loop {
-            let pos = match locked {
+        // Runs hold only packets that start before the seam.
+        let run_end = buf.len().min(seam.saturating_add(PACKET_LEN - 1));
+        loop {
+            let pos = match cursor.locked {
                 Some(pos) => pos,
-                None => match self.sync.acquire(buf, search, true) {
+                None => match self.sync.acquire(buf, cursor.search, true) {
                     Some(pos) => {
                         let prefix = self.sync.size().map_or(0, PacketSize::prefix);
-                        let unit_start = pos.saturating_sub(prefix).max(accounted);
-                        self.skipped_bytes += (unit_start - accounted) as u64;
-                        accounted = unit_start;
+                        let unit_start = pos.saturating_sub(prefix).max(cursor.accounted);
+                        self.skipped_bytes += (unit_start - cursor.accounted) as u64;
+                        cursor.accounted = unit_start;
+                        cursor.locked = Some(pos);
                         pos
                     }
-                    None => break Stop::End,
+                    None => return Pause::End,
                 },
             };
-            let stride = self.sync.size().map_or(188, PacketSize::stride);
-            let run = Run::fitting(buf.len(), pos, stride, run_max);
+            if pos >= seam {
+                return Pause::Seam;
+            }
+            let stride = self.sync.size().map_or(PACKET_LEN, PacketSize::stride);
+            let run = Run::fitting(run_end, pos, stride, run_max);
             if run.count == 0 {
-                break Stop::End;
+                return Pause::End;
             }
             let out = self.scanner.scan(buf, run, &mut PsiSink(&mut self.psi));
             let next = pos + out.packets * stride;
             if out.packets > 0 {
                 let prefix = self.sync.size().map_or(0, PacketSize::prefix);
-                accounted = (next - prefix).min(buf.len());
+                cursor.accounted = (next - prefix).min(buf.len());
             }
             if out.sync_lost {
                 self.sync.lose();
-                locked = None;
-                search = next + 1;
+                cursor.locked = None;
+                cursor.search = next + 1;
             } else {
-                locked = Some(next);
+                cursor.locked = Some(next);
             }
             if let Some(limit) = limit_ticks
                 && self.pcr_ticks() >= limit
             {
-                self.bytes += accounted as u64;
-                return Stop::Limit { bytes: accounted };
+                return Pause::Limit;
             }
-        };
-        let rest = (buf.len() - accounted) as u64;
+        }
+    }
+
+    /// Accounts what is left after the last packet, at the end of input.
+    fn finish(&mut self, buf: &[u8], cursor: &Cursor) {
+        let rest = buf.len().saturating_sub(cursor.accounted) as u64;
         // A packet cut short where one was due is a truncated tail; anything
         // else left over is garbage.
-        match locked {
-            Some(pos) if buf.get(pos) == Some(&0x47) => self.truncated_bytes += rest,
+        match cursor.locked {
+            Some(pos) if buf.get(pos) == Some(&SYNC_BYTE) => self.truncated_bytes += rest,
             _ => self.skipped_bytes += rest,
         }
         self.bytes += buf.len() as u64;
-        stop
     }
 
     /// The PCR PID of the first program in the PAT, once its PMT is known.
@@ -226,110 +271,4 @@ impl Analyzer {
 
 fn ticks_to_ms(ticks: u64) -> f64 {
     ticks as f64 * 1000.0 / Pcr::HZ as f64
-}
-
-/// What `probe --json` prints.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    /// The input as given.
-    pub url: String,
-    /// Bytes read.
-    pub bytes: u64,
-    /// Complete packets accounted.
-    pub ts_packets: u64,
-    /// 188, 192 or 204; null when no packet was found.
-    pub packet_size: Option<usize>,
-    /// Bits per second timed by the first program's PCRs.
-    pub bitrate_bps: Option<u64>,
-    /// Seconds covered by the first program's valid PCR intervals.
-    pub duration_secs: Option<f64>,
-    /// The scanner kernel that ran.
-    pub scanner: &'static str,
-    /// Programs in PAT order.
-    pub programs: Vec<ProgramReport>,
-    /// Every PID seen, ascending; packets add up to `ts_packets`.
-    pub pids: Vec<PidReport>,
-    /// Stream-wide error counters.
-    pub errors: ErrorReport,
-}
-
-/// One program.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProgramReport {
-    /// program_number.
-    pub number: u16,
-    /// PID of its PMT.
-    pub pmt_pid: u16,
-    /// PID of its PCR; null until the PMT arrives.
-    pub pcr_pid: Option<u16>,
-    /// Elementary streams in PMT order.
-    pub streams: Vec<StreamReport>,
-}
-
-/// One elementary stream.
-#[derive(Clone, Debug, Serialize)]
-pub struct StreamReport {
-    /// Its PID.
-    pub pid: u16,
-    /// stream_type.
-    pub stream_type: u8,
-    /// ffprobe's codec name, or `unknown`.
-    pub codec: &'static str,
-    /// ISO 639 language, when given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub language: Option<String>,
-}
-
-/// Counters of one PID.
-#[derive(Clone, Debug, Serialize)]
-pub struct PidReport {
-    /// The PID.
-    pub pid: u16,
-    /// Packets.
-    pub packets: u64,
-    /// Continuity errors.
-    pub cc_errors: u64,
-    /// Packets flagged by transport_error_indicator.
-    pub transport_errors: u64,
-    /// Packets with discontinuity_indicator.
-    pub discontinuities: u64,
-    /// Scrambled packets.
-    pub scrambled: u64,
-    /// This PID's share of the stream bitrate.
-    pub bitrate_bps: Option<u64>,
-    /// PCR statistics when the PID carries PCRs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pcr: Option<PcrReport>,
-}
-
-/// PCR statistics of one PID.
-#[derive(Clone, Debug, Serialize)]
-pub struct PcrReport {
-    /// PCRs seen.
-    pub count: u64,
-    /// Shortest valid interval.
-    pub interval_min_ms: Option<f64>,
-    /// Longest valid interval.
-    pub interval_max_ms: Option<f64>,
-    /// Valid intervals above 40 ms.
-    pub interval_violations: u64,
-}
-
-/// Stream-wide errors.
-#[derive(Clone, Debug, Serialize)]
-pub struct ErrorReport {
-    /// Losses of sync (see `framing`).
-    pub sync_losses: u64,
-    /// Continuity errors over all PIDs.
-    pub cc_errors: u64,
-    /// transport_error_indicator over all PIDs.
-    pub transport_errors: u64,
-    /// Bytes outside any packet (garbage).
-    pub skipped_bytes: u64,
-    /// Bytes of a packet cut short by the end of input.
-    pub truncated_bytes: u64,
-    /// PSI sections dropped for a bad CRC.
-    pub psi_crc_errors: u64,
-    /// PSI sections dropped as malformed.
-    pub psi_malformed_sections: u64,
 }

@@ -78,6 +78,20 @@ impl SyncTracker {
         self.sync_losses += 1;
     }
 
+    /// A tracker already locked on packets of `size`, for a part of a
+    /// stream that starts at a known packet position.
+    pub fn locked(size: PacketSize) -> SyncTracker {
+        SyncTracker { size: Some(size), first_size: Some(size), sync_losses: 0 }
+    }
+
+    /// Continues this tracker with `later`, which followed the stream on
+    /// from where this one stopped (locked, see [`SyncTracker::locked`]).
+    pub fn append(&mut self, later: &SyncTracker) {
+        self.size = later.size;
+        self.first_size = self.first_size.or(later.first_size);
+        self.sync_losses += later.sync_losses;
+    }
+
     /// The first packet start at or after `from`, or `None` when `buf`
     /// holds none. `at_end` says that no bytes follow `buf`.
     pub fn acquire(&mut self, buf: &[u8], from: usize, at_end: bool) -> Option<usize> {

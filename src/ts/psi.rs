@@ -26,7 +26,7 @@ const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_MPEG_2);
 const MAX_SECTION: usize = 1024;
 
 /// Joins the sections of one PID from its packets.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SectionAssembler {
     partial: Vec<u8>,
     /// Whether `partial` holds the beginning of a section.
@@ -238,6 +238,36 @@ impl Psi {
     /// Counters.
     pub fn counters(&self) -> PsiCounters {
         self.counters
+    }
+
+    /// The same tables and parser state with counters at zero, to follow a
+    /// later part of the stream from here.
+    pub fn fork(&self) -> Psi {
+        Psi { counters: PsiCounters::default(), ..self.clone() }
+    }
+
+    /// Whether `other` holds the same tables and parser state, counters
+    /// aside: then both react to any further packets alike.
+    pub fn same_state(&self, other: &Psi) -> bool {
+        let Psi { assemblers, pat, pat_pending, pat_pending_version, pmts, sniffing, counters: _ } = self;
+        *assemblers == other.assemblers
+            && *pat == other.pat
+            && *pat_pending == other.pat_pending
+            && *pat_pending_version == other.pat_pending_version
+            && *pmts == other.pmts
+            && *sniffing == other.sniffing
+    }
+
+    /// Continues with `later`, a [`Psi::fork`] of this state that followed
+    /// the packets after the ones seen here: its tables, both counters.
+    pub fn append(&mut self, later: Psi) {
+        let mine = self.counters;
+        *self = later;
+        let c = &mut self.counters;
+        c.crc_errors += mine.crc_errors;
+        c.malformed_sections += mine.malformed_sections;
+        c.pat_changes += mine.pat_changes;
+        c.pmt_changes += mine.pmt_changes;
     }
 
     /// Feeds a packet of a wanted PID.

@@ -48,27 +48,78 @@ pub struct PcrStats {
     pub timed_packets: u64,
     /// A discontinuity_indicator was seen since the last PCR.
     discontinuity_pending: bool,
+    /// Packet index of the first PCR and whether an interval ending there
+    /// would straddle a discontinuity: what [`PidTable::append`] needs to
+    /// time the pair across a seam.
+    first_index: u64,
+    first_straddles: bool,
 }
 
 impl PcrStats {
     pub(crate) fn record(&mut self, pcr: Pcr, packet_index: u64, discontinuity: bool) {
         self.count += 1;
-        self.first.get_or_insert(pcr);
-        if let Some((prev, prev_index)) = self.last {
-            let delta = pcr.ticks_since(prev);
-            let straddles = discontinuity || self.discontinuity_pending;
-            if !straddles && delta > 0 && delta <= PCR_PAIR_MAX_TICKS {
-                self.min_interval_ticks = Some(self.min_interval_ticks.map_or(delta, |m| m.min(delta)));
-                self.max_interval_ticks = Some(self.max_interval_ticks.map_or(delta, |m| m.max(delta)));
-                if delta > PCR_REPETITION_LIMIT_TICKS {
-                    self.interval_violations += 1;
-                }
-                self.timed_ticks += delta;
-                self.timed_packets += packet_index - prev_index;
+        let straddles = discontinuity || self.discontinuity_pending;
+        match self.last {
+            Some((prev, prev_index)) => self.time_pair(prev, prev_index, pcr, packet_index, straddles),
+            None => {
+                self.first = Some(pcr);
+                self.first_index = packet_index;
+                self.first_straddles = straddles;
             }
         }
         self.last = Some((pcr, packet_index));
         self.discontinuity_pending = false;
+    }
+
+    /// Counts the interval between two successive PCRs when it is valid.
+    fn time_pair(&mut self, prev: Pcr, prev_index: u64, pcr: Pcr, packet_index: u64, straddles: bool) {
+        let delta = pcr.ticks_since(prev);
+        if !straddles && delta > 0 && delta <= PCR_PAIR_MAX_TICKS {
+            self.min_interval_ticks = Some(self.min_interval_ticks.map_or(delta, |m| m.min(delta)));
+            self.max_interval_ticks = Some(self.max_interval_ticks.map_or(delta, |m| m.max(delta)));
+            if delta > PCR_REPETITION_LIMIT_TICKS {
+                self.interval_violations += 1;
+            }
+            self.timed_ticks += delta;
+            self.timed_packets += packet_index - prev_index;
+        }
+    }
+
+    /// Continues these observations with `later`'s, made on the packets
+    /// that follow, whose indices start at `index_offset`.
+    fn append(&mut self, later: &PcrStats, index_offset: u64) {
+        let Some((later_last, later_last_index)) = later.last else {
+            self.discontinuity_pending |= later.discontinuity_pending;
+            return;
+        };
+        let later_first = later.first.unwrap_or(later_last);
+        let first_index = later.first_index + index_offset;
+        match self.last {
+            Some((prev, prev_index)) => {
+                let straddles = later.first_straddles || self.discontinuity_pending;
+                self.time_pair(prev, prev_index, later_first, first_index, straddles);
+            }
+            None => {
+                self.first = Some(later_first);
+                self.first_index = first_index;
+                self.first_straddles = later.first_straddles || self.discontinuity_pending;
+            }
+        }
+        self.count += later.count;
+        self.interval_violations += later.interval_violations;
+        self.timed_ticks += later.timed_ticks;
+        self.timed_packets += later.timed_packets;
+        for (mine, theirs, pick) in [
+            (&mut self.min_interval_ticks, later.min_interval_ticks, u64::min as fn(u64, u64) -> u64),
+            (&mut self.max_interval_ticks, later.max_interval_ticks, u64::max),
+        ] {
+            *mine = match (*mine, theirs) {
+                (Some(a), Some(b)) => Some(pick(a, b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.last = Some((later_last, later_last_index + index_offset));
+        self.discontinuity_pending = later.discontinuity_pending;
     }
 
     /// Bits per second of the whole stream as timed by this PID's PCRs,
@@ -103,6 +154,62 @@ pub struct PidStats {
     pub(crate) duplicate_seen: bool,
     /// The packet's payload is wanted by a parser (PSI, codec sniffing).
     pub(crate) wanted: bool,
+    /// The first continuity events seen by this table, so that counters
+    /// kept over a later part of a stream can be joined to an earlier
+    /// part's ([`PidTable::append`]).
+    pub(crate) opening: OpeningEvents,
+}
+
+/// What continuity checking needs to know of one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CcEvent {
+    cc: Cc,
+    has_payload: bool,
+    discontinuity: bool,
+}
+
+/// The opening of a PID's continuity events in one table.
+///
+/// Only the first two events depend on what came before: the first is
+/// checked against the previous counter, and the second's verdict depends
+/// on whether the first was a duplicate. From the third on, the state is
+/// the table's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OpeningEvents {
+    first: Option<CcEvent>,
+    second: SecondEvent,
+}
+
+/// The second continuity event of a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SecondEvent {
+    /// Not seen yet.
+    #[default]
+    None,
+    /// A first duplicate of the first event (legal, unless the first event
+    /// was itself a duplicate of what came before).
+    Duplicate,
+    /// Anything else.
+    Other,
+}
+
+/// Judges one continuity event after `last` (the previous counter, if any)
+/// and `duplicate_seen` (whether `last` was itself a repeat). Returns
+/// whether it is an error and the new `duplicate_seen`. This is the rule of
+/// the module doc.
+fn judge_continuity(last: Option<Cc>, duplicate_seen: bool, ev: CcEvent) -> (bool, bool) {
+    match last {
+        None => (false, false),
+        Some(_) if ev.discontinuity => (false, false),
+        Some(last) if ev.has_payload => {
+            if ev.cc == last {
+                (duplicate_seen, true)
+            } else {
+                (!ev.cc.follows(last), false)
+            }
+        }
+        Some(last) => (ev.cc != last, false),
+    }
 }
 
 impl PidStats {
@@ -118,6 +225,7 @@ impl PidStats {
             last_cc: NO_CC,
             duplicate_seen: false,
             wanted: false,
+            opening: OpeningEvents::default(),
         }
     }
 
@@ -127,29 +235,58 @@ impl PidStats {
     }
 
     fn check_continuity(&mut self, pkt: &TsPacket<'_>, discontinuity: bool) {
-        let cc = pkt.cc();
-        let ok = match self.last_cc() {
-            None => true,
-            Some(_) if discontinuity => true,
-            Some(last) if pkt.has_payload() => {
-                if cc == last {
-                    let first_repeat = !self.duplicate_seen;
-                    self.duplicate_seen = true;
-                    self.last_cc = cc.value();
-                    if !first_repeat {
-                        self.cc_errors += 1;
-                    }
-                    return;
-                }
-                cc.follows(last)
-            }
-            Some(last) => cc == last,
+        let ev = CcEvent { cc: pkt.cc(), has_payload: pkt.has_payload(), discontinuity };
+        let last = self.last_cc();
+        let (error, duplicate) = judge_continuity(last, self.duplicate_seen, ev);
+        if last.is_none() {
+            self.opening.first = Some(ev);
+        } else if self.opening.second == SecondEvent::None {
+            self.opening.second = if duplicate { SecondEvent::Duplicate } else { SecondEvent::Other };
+        }
+        self.cc_errors += u64::from(error);
+        self.duplicate_seen = duplicate;
+        self.last_cc = ev.cc.value();
+    }
+
+    /// Notes that packets were taken in bulk (always "next counter", never
+    /// a duplicate) after the first event.
+    #[inline(always)]
+    pub(crate) fn note_bulk_events(&mut self) {
+        if self.opening.second == SecondEvent::None {
+            self.opening.second = SecondEvent::Other;
+        }
+    }
+
+    /// Continues these counters with `later`'s, kept over the packets that
+    /// follow; `index_offset` is the stream index of `later`'s packet 0.
+    fn append(&mut self, later: &PidStats, index_offset: u64) {
+        self.packets += later.packets;
+        self.transport_errors += later.transport_errors;
+        self.discontinuities += later.discontinuities;
+        self.scrambled += later.scrambled;
+        self.cc_errors += later.cc_errors;
+        self.wanted = later.wanted;
+        self.pcr.append(&later.pcr, index_offset);
+        let Some(first) = later.opening.first else {
+            return;
         };
-        if !ok {
+        // `later` took its first event without a check and its second
+        // against a fresh duplicate state: redo both against ours.
+        let (error, duplicate) = judge_continuity(self.last_cc(), self.duplicate_seen, first);
+        self.cc_errors += u64::from(error);
+        if later.opening.second == SecondEvent::Duplicate && duplicate {
             self.cc_errors += 1;
         }
-        self.duplicate_seen = false;
-        self.last_cc = cc.value();
+        if self.last_cc().is_none() {
+            self.opening = later.opening;
+        } else if self.opening.second == SecondEvent::None {
+            self.opening.second = if duplicate { SecondEvent::Duplicate } else { SecondEvent::Other };
+        }
+        self.last_cc = later.last_cc;
+        self.duplicate_seen = match later.opening.second {
+            SecondEvent::None => duplicate,
+            _ => later.duplicate_seen,
+        };
     }
 }
 
@@ -209,9 +346,27 @@ impl PidTable {
         self.entry(pid).wanted = wanted;
     }
 
+    /// PIDs marked wanted, ascending.
+    pub fn wanted_pids(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self.entries.iter().filter(|e| e.wanted).map(|e| e.pid).collect();
+        pids.sort_by_key(|p| p.value());
+        pids
+    }
+
     /// All entries, in order of first appearance.
     pub fn iter(&self) -> impl Iterator<Item = &PidStats> {
         self.entries.iter()
+    }
+
+    /// Continues these counters with `later`'s, kept over the packets that
+    /// immediately follow the ones counted here (`later` starting from a
+    /// fresh table, its packet indices from 0). The result equals counting
+    /// all packets in one table.
+    pub fn append(&mut self, later: &PidTable, packets_before: u64) {
+        for theirs in &later.entries {
+            let slot = self.slot(theirs.pid);
+            self.entries[slot].append(theirs, packets_before);
+        }
     }
 
     /// Applies one packet to the counters and returns its entry's slot.

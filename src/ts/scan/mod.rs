@@ -175,6 +175,23 @@ impl Scanner {
         self.next_index
     }
 
+    /// A scanner on the same kernel with fresh counters that wants the same
+    /// PIDs, for a later part of the same stream.
+    pub fn fork(&self) -> Scanner {
+        let mut table = PidTable::default();
+        for pid in self.table.wanted_pids() {
+            table.set_wanted(pid, true);
+        }
+        Scanner { kernel: self.kernel, table, next_index: 0 }
+    }
+
+    /// Continues these counters with those of `later`, a [`Scanner::fork`]
+    /// that counted the packets right after the ones counted here.
+    pub fn append(&mut self, later: &Scanner) {
+        self.table.append(&later.table, self.next_index);
+        self.next_index += later.next_index;
+    }
+
     /// Accounts the packets of `run`, stopping before the first one whose
     /// first byte is not 0x47. A run that does not fit in `buf` is cut to the
     /// packets that do.
@@ -263,6 +280,7 @@ impl HotSet {
                 if self.any_cc[h] == 0 {
                     entry.last_cc = self.cc[h] as u8;
                     entry.duplicate_seen = false;
+                    entry.note_bulk_events();
                 }
                 self.pending[h] = 0;
             }
