@@ -172,3 +172,25 @@ pub fn check_counters_monotone(before: PsiCounters, after: PsiCounters) {
     assert!(after.pat_changes >= before.pat_changes, "pat_changes decreased");
     assert!(after.pmt_changes >= before.pmt_changes, "pmt_changes decreased");
 }
+
+/// Analyzes `data` split in two at a seam chosen from its first bytes and
+/// requires the sequential report.
+pub fn split_agrees(data: &[u8]) {
+    let [a, b, c, d, rest @ ..] = data else { return };
+    let opening = usize::from(u16::from_le_bytes([*a, *b]));
+    let seam = usize::from(u16::from_le_bytes([*c, *d])) * 4;
+    let mut sequential = Analyzer::new();
+    sequential.analyze(rest, None);
+    let mut split = Analyzer::new();
+    assert_eq!(split.analyze_split(rest, opening, seam), Stop::End);
+    let (want, got) = (sequential.report("fuzz"), split.report("fuzz"));
+    check_report(rest.len(), Stop::End, &got);
+    let json = |r| serde_json::to_string(&r).expect("report serialises");
+    assert_eq!(json(got), json(want), "split at {seam} (opening {opening}) differs from sequential");
+    let raw = |a: &Analyzer| a.table().iter().map(|e| (e.pid, e.packets, e.cc_errors)).collect::<Vec<_>>();
+    let (mut x, mut y) = (raw(&sequential), raw(&split));
+    x.sort_by_key(|e| e.0.value());
+    y.sort_by_key(|e| e.0.value());
+    assert_eq!(x, y, "per-PID counters differ");
+    assert_eq!(split.psi().counters(), sequential.psi().counters(), "PSI counters differ");
+}
