@@ -32,23 +32,26 @@ PY
 bytes=$(stat -c %s "$file")
 cat "$file" >/dev/null   # warm the page cache
 
-# Best of N wall-clock runs of a command, in seconds.
+# Best of N wall-clock runs of a command, in seconds. Timed in one python
+# process around the child alone: forking `date` on both sides of each run
+# added a millisecond or two to every measurement.
 best() {
-  local n=$1; shift
-  local best_s=
-  for _ in $(seq "$n"); do
-    local t0 t1 s
-    t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
-    s=$(echo "$t1 - $t0" | bc -l)
-    if [ -z "$best_s" ] || [ "$(echo "$s < $best_s" | bc -l)" = 1 ]; then best_s=$s; fi
-  done
-  echo "$best_s"
+  python3 - "$@" <<'PY'
+import subprocess, sys, time
+n, cmd = int(sys.argv[1]), sys.argv[2:]
+best = float("inf")
+for _ in range(n):
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    best = min(best, time.perf_counter() - t0)
+print(f"{best:.6f}")
+PY
 }
 
 command -v bc >/dev/null || { echo "perf/probe.sh needs bc (apt-get install -y bc)" >&2; exit 2; }
-t_ours=$(best 5 "$bin" probe --json "$file")
-t_cat=$(best 5 sh -c "cat '$file' >/dev/null")
-t_ffprobe=$(best 3 ffprobe -v error -count_packets -show_streams "$file")
+t_ours=$(best 10 "$bin" probe --json "$file")
+t_cat=$(best 10 sh -c "cat '$file' >/dev/null")
+t_ffprobe=$(best 5 ffprobe -v error -count_packets -show_streams "$file")
 
 # Our answer must be right, not only fast.
 packets=$("$bin" probe --json "$file" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["ts_packets"])')
@@ -57,8 +60,8 @@ packets=$("$bin" probe --json "$file" | python3 -c 'import json,sys; r=json.load
 rate() { echo "scale=2; $bytes / $1 / 1000000000" | bc -l; }
 printf '\nprobe of %s MiB (%s bytes, %s packets), page cache warm, best wall time\n' "$size_mib" "$bytes" "$packets"
 printf '  %-40s %9s %9s\n' command seconds GB/s
-printf '  %-40s %9.3f %9s\n' "uringest probe --json" "$t_ours" "$(rate "$t_ours")"
-printf '  %-40s %9.3f %9s\n' "cat >/dev/null" "$t_cat" "$(rate "$t_cat")"
-printf '  %-40s %9.3f %9s\n' "ffprobe -count_packets -show_streams" "$t_ffprobe" "$(rate "$t_ffprobe")"
+printf '  %-40s %9.4f %9s\n' "uringest probe --json" "$t_ours" "$(rate "$t_ours")"
+printf '  %-40s %9.4f %9s\n' "cat >/dev/null" "$t_cat" "$(rate "$t_cat")"
+printf '  %-40s %9.4f %9s\n' "ffprobe -count_packets -show_streams" "$t_ffprobe" "$(rate "$t_ffprobe")"
 printf '  ratios: uringest vs ffprobe %.1fx faster; uringest rate / cat rate %.2fx\n' \
   "$(echo "$t_ffprobe / $t_ours" | bc -l)" "$(echo "$t_cat / $t_ours" | bc -l)"
