@@ -8,5 +8,6 @@
 pub mod clock;
 pub mod input;
 pub mod probe;
+pub mod shard;
 pub mod ts;
 pub mod url;
