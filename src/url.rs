@@ -16,8 +16,8 @@
 //! checked against the host's interfaces here; opening the socket does.
 //!
 //! Invariants: errors name the offending part (the key, the value, the
-//! host, the port) in one line and never echo user info, so credentials
-//! typed by mistake are not printed. A [`UdpSpec`]'s `Display` is a
+//! host, the port) in one line (control characters escaped) and never echo
+//! user info, so credentials typed by mistake are not printed. A [`UdpSpec`]'s `Display` is a
 //! normalised URL that parses back to the same spec.
 
 use std::fmt;
@@ -315,20 +315,33 @@ pub fn parse_input(input: &str) -> Result<InputSpec, UrlError> {
         && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
     let url = redact_userinfo(input);
     if valid_scheme && PLANNED_SCHEMES.contains(&scheme_lower.as_str()) {
-        return Err(UrlError::NotYetSupported { scheme: scheme.to_owned(), url });
+        return Err(UrlError::NotYetSupported { scheme: shown(scheme), url });
     }
-    Err(UrlError::UnknownScheme { scheme: scheme.to_owned(), url })
+    Err(UrlError::UnknownScheme { scheme: shown(scheme), url })
 }
 
 /// `input` with anything between `://` and an `@` before the path replaced
-/// by `***`.
+/// by `***`, control characters escaped (see [`shown`]).
 fn redact_userinfo(input: &str) -> String {
-    let Some((scheme, rest)) = input.split_once("://") else { return input.to_owned() };
+    let Some((scheme, rest)) = input.split_once("://") else { return shown(input) };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => input.to_owned(),
+        Some(at) => shown(&format!("{scheme}://***{}", &rest[at..])),
+        None => shown(input),
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{7f}`), so that an
+/// error message quoting it stays on one line.
+fn shown(text: &str) -> String {
+    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        out
+    })
 }
 
 fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
@@ -358,7 +371,7 @@ fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
                 };
                 set_once(&mut pace, "pace", p)?;
             }
-            _ => return Err(UrlError::UnknownOption { scheme: "file", key: key.into_owned(), known: FILE_KEYS }),
+            _ => return Err(UrlError::UnknownOption { scheme: "file", key: shown(&key), known: FILE_KEYS }),
         }
     }
     let path = url.to_file_path().map_err(|()| bad("the path is not an absolute local path"))?;
@@ -382,7 +395,7 @@ fn parse_udp_url(rest: &str) -> Result<UdpSpec, UrlError> {
     let (authority, path) = head.split_at(head.find('/').unwrap_or(head.len()));
     // A lone trailing slash is harmless; anything more is a mistake.
     if !path.is_empty() && path != "/" {
-        return Err(UrlError::UdpPath { path: path.to_owned() });
+        return Err(UrlError::UdpPath { path: shown(path) });
     }
     let (host, port) = parse_authority(authority)?;
     let mut spec = UdpSpec::new(host, port);
@@ -399,7 +412,7 @@ fn parse_udp_url(rest: &str) -> Result<UdpSpec, UrlError> {
             "rtp" => set_once(&mut rtp, "rtp", parse_bool("rtp", &value)?)?,
             "rcvbuf" => set_once(&mut rcvbuf, "rcvbuf", parse_rcvbuf(&value)?)?,
             "pkt_size" => set_once(&mut pkt_size, "pkt_size", parse_pkt_size(&value)?)?,
-            _ => return Err(UrlError::UnknownOption { scheme: "udp", key: key.into_owned(), known: UDP_KEYS }),
+            _ => return Err(UrlError::UnknownOption { scheme: "udp", key: shown(&key), known: UDP_KEYS }),
         }
     }
     spec.iface = iface;
@@ -414,12 +427,12 @@ fn parse_udp_url(rest: &str) -> Result<UdpSpec, UrlError> {
 fn parse_authority(authority: &str) -> Result<(IpAddr, u16), UrlError> {
     let (host, port) = if let Some(after) = authority.strip_prefix('[') {
         let Some((inside, after)) = after.split_once(']') else {
-            return Err(UrlError::HostNotIp { host: authority.to_owned() });
+            return Err(UrlError::HostNotIp { host: shown(authority) });
         };
-        let ip = inside.parse::<Ipv6Addr>().map_err(|_| UrlError::HostNotIp { host: inside.to_owned() })?;
+        let ip = inside.parse::<Ipv6Addr>().map_err(|_| UrlError::HostNotIp { host: shown(inside) })?;
         let port = match after {
             "" | ":" => return Err(UrlError::MissingPort { host: format!("[{inside}]") }),
-            p => p.strip_prefix(':').ok_or_else(|| UrlError::BadPort { port: p.to_owned() })?,
+            p => p.strip_prefix(':').ok_or_else(|| UrlError::BadPort { port: shown(p) })?,
         };
         (IpAddr::V6(ip), port)
     } else {
@@ -429,21 +442,21 @@ fn parse_authority(authority: &str) -> Result<(IpAddr, u16), UrlError> {
                 _ => authority,
             };
             return Err(match host.parse::<Ipv6Addr>() {
-                Ok(_) => UrlError::UnbracketedIpv6 { host: host.to_owned() },
-                Err(_) => UrlError::HostNotIp { host: host.to_owned() },
+                Ok(_) => UrlError::UnbracketedIpv6 { host: shown(host) },
+                Err(_) => UrlError::HostNotIp { host: shown(host) },
             });
         }
         let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
         if host.is_empty() {
             return Err(UrlError::MissingHost);
         }
-        let ip = host.parse::<Ipv4Addr>().map_err(|_| UrlError::HostNotIp { host: host.to_owned() })?;
+        let ip = host.parse::<Ipv4Addr>().map_err(|_| UrlError::HostNotIp { host: shown(host) })?;
         if port.is_empty() {
-            return Err(UrlError::MissingPort { host: host.to_owned() });
+            return Err(UrlError::MissingPort { host: shown(host) });
         }
         (IpAddr::V4(ip), port)
     };
-    let bad_port = || UrlError::BadPort { port: port.to_owned() };
+    let bad_port = || UrlError::BadPort { port: shown(port) };
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad_port());
     }
@@ -492,7 +505,7 @@ fn family(addr: IpAddr) -> &'static str {
 }
 
 fn bad_option(key: &'static str, value: &str, reason: &str) -> UrlError {
-    UrlError::BadOption { key, value: value.to_owned(), reason: reason.to_owned() }
+    UrlError::BadOption { key, value: shown(value), reason: reason.to_owned() }
 }
 
 fn set_once<T>(slot: &mut Option<T>, key: &'static str, value: T) -> Result<(), UrlError> {
@@ -768,6 +781,15 @@ mod tests {
         }
         assert_eq!(udp("udp://1.2.3.4:5?iface=a%26b%2Bc").iface, Some(Iface::Name("a&b+c".into())));
         assert_eq!(Iface::Index(4).to_string(), "4");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_errors() {
+        let e = err("udp://1.2.3.4:5?a%0Ab=1");
+        assert_eq!(e, UrlError::UnknownOption { scheme: "udp", key: "a\\nb".into(), known: UDP_KEYS });
+        assert!(!err("udp://1.2.3.4:5?iface=x%0D").to_string().contains('\r'));
+        assert!(!err("file:///x?pace=%7F").to_string().chars().any(char::is_control));
+        assert!(!err("gopher://a\tb").to_string().contains('\t'));
     }
 
     #[test]
