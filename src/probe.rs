@@ -18,6 +18,12 @@ pub enum ProbeError {
     /// The file could not be read.
     #[error(transparent)]
     File(#[from] FileError),
+    /// A live input: probe reads files only, for now.
+    #[error("{url}: probing a live input is not supported yet (probe reads files only)")]
+    NotAFile {
+        /// The input as given.
+        url: String,
+    },
     /// Packets cover less than half of the input (see [`probe`]).
     #[error(
         "{url}: not an MPEG-TS stream (packets at 188, 192 or 204-byte spacing cover {packet_bytes} of {bytes} bytes)"
@@ -39,7 +45,9 @@ pub enum ProbeError {
 /// chance in text or compressed data, a transport stream with that much
 /// garbage is better reported as broken than summarised.
 pub fn probe(url: &str, duration_secs: Option<f64>) -> Result<Report, ProbeError> {
-    let InputSpec::File { path } = parse_input(url)?;
+    let InputSpec::File { path, .. } = parse_input(url)? else {
+        return Err(ProbeError::NotAFile { url: url.to_owned() });
+    };
     let file = MappedFile::open(&path)?;
     let mut analyzer = Analyzer::new();
     match duration_secs {

@@ -3,8 +3,10 @@
 
 pub mod analyze;
 pub mod codec;
+pub mod datagram;
 pub mod framing;
 pub mod packet;
 pub mod psi;
+pub mod rtp;
 pub mod scan;
 pub mod stats;

@@ -1,0 +1,65 @@
+//! Arbitrary strings through `parse_input`.
+//!
+//! Layout: `m text...`; when `m & 1` is set, `udp://` is put in front of the
+//! text so most runs reach the udp:// parser. Text that is not UTF-8 is
+//! skipped (`parse_input` takes `&str`).
+//!
+//! Checks: no panic; an error holds no control character (so it is one
+//! line) and does not echo user info (six
+//! or more characters before an `@` that appear nowhere else in the input
+//! never show up followed by that `@`); a udp:// spec
+//! keeps its invariants (port nonzero, rcvbuf and pkt_size in range, SSM
+//! sources only with a multicast group and of its family) and its `Display`
+//! parses back to the same spec and displays the same again; a plain path
+//! comes back unchanged with no options.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use uringest::url::{InputSpec, MAX_PKT_SIZE, MAX_RCVBUF, MAX_SOURCES, MIN_PKT_SIZE, MIN_RCVBUF, parse_input};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&m, rest)) = data.split_first() else { return };
+    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let input = if m & 1 != 0 { format!("udp://{text}") } else { text.to_owned() };
+    match parse_input(&input) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.chars().any(char::is_control), "control character in error: {msg:?}");
+            if let Some((_, after)) = input.split_once("://") {
+                let authority = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
+                if let Some((user, host)) = authority.rsplit_once('@') {
+                    let elsewhere = host.contains(user) || after[authority.len()..].contains(user);
+                    if user.len() >= 6 && !elsewhere && !input[..input.len() - after.len()].contains(user) {
+                        assert!(!msg.contains(&format!("{user}@")), "user info echoed: {msg}");
+                    }
+                }
+            }
+        }
+        Ok(InputSpec::Udp(spec)) => {
+            assert_ne!(spec.port, 0);
+            assert!((MIN_RCVBUF..=MAX_RCVBUF).contains(&spec.rcvbuf));
+            assert!((MIN_PKT_SIZE..=MAX_PKT_SIZE).contains(&spec.pkt_size));
+            assert!(spec.sources.len() <= MAX_SOURCES);
+            for s in &spec.sources {
+                assert!(spec.is_multicast(), "SSM source with a non-multicast group");
+                assert_eq!(s.is_ipv4(), spec.group_or_host.is_ipv4(), "source family");
+            }
+            let shown = spec.to_string();
+            match parse_input(&shown) {
+                Ok(InputSpec::Udp(again)) => {
+                    assert_eq!(again, spec, "round trip changed the spec: {input:?} -> {shown:?}");
+                    assert_eq!(again.to_string(), shown, "Display not stable");
+                }
+                other => panic!("Display {shown:?} of {input:?} does not parse back: {other:?}"),
+            }
+        }
+        Ok(InputSpec::File { path, looping, pace }) => {
+            if !input.contains("://") {
+                assert_eq!(path.as_os_str(), input.as_str());
+                assert!(looping.is_none() && pace.is_none());
+            } else {
+                assert!(path.is_absolute(), "file URL gave a relative path");
+            }
+        }
+    }
+});
