@@ -1,3 +1,4 @@
 //! Inputs: thin shells that move bytes from a file or socket to the TS core.
 
 pub mod file;
+pub mod udp;

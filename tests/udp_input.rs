@@ -1,0 +1,188 @@
+//! `udp://` input on real loopback sockets, on both backends: what is sent
+//! arrives byte for byte, and everything else is counted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uringest::input::udp::{UdpInput, UdpStats};
+use uringest::shard::{Backend, IoChoice, Shards, backend};
+use uringest::url::{InputSpec, parse_input};
+
+/// Backends to test: epoll always, io_uring when this kernel has it.
+fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Epoll];
+    match backend::detect(IoChoice::Uring) {
+        Ok(b) => all.push(b),
+        Err(e) => eprintln!("skipping io_uring: {e}"),
+    }
+    all
+}
+
+/// Seven TS packets whose payload bytes encode `n`, with PID 0x100 and
+/// continuity counters following on from datagram to datagram.
+fn ts_datagram(n: u32) -> Vec<u8> {
+    let mut d = Vec::with_capacity(1316);
+    for k in 0..7u32 {
+        let mut p = [0u8; 188];
+        p[0] = 0x47;
+        p[1] = 0x01;
+        p[2] = 0x00;
+        p[3] = 0x10 | ((n * 7 + k) & 0x0F) as u8;
+        p[4..8].copy_from_slice(&n.to_be_bytes());
+        p[8] = k as u8;
+        d.extend_from_slice(&p);
+    }
+    d
+}
+
+fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x80, 33];
+    d.extend_from_slice(&seq.to_be_bytes());
+    d.extend_from_slice(&[0, 0, 0, 1, 0xDE, 0xAD, 0xBE, 0xEF]);
+    d.extend_from_slice(payload);
+    d
+}
+
+/// Opens `url` on a shard of `backend`, tells the test its bound address,
+/// then collects chunks until `bytes` bytes arrived or 5 s passed.
+/// `{port}` in `url` becomes a port that was free a moment ago.
+fn receive(backend: Backend, url: &str, bytes: usize, send: impl FnOnce(SocketAddr)) -> (Vec<u8>, UdpStats) {
+    let probe = if url.contains("[::1]") { "[::1]:0" } else { "127.0.0.1:0" };
+    let port = UdpSocket::bind(probe).unwrap().local_addr().unwrap().port();
+    let url = url.replace("{port}", &port.to_string());
+    let InputSpec::Udp(spec) = parse_input(&url).unwrap() else { panic!("not udp: {url}") };
+    let shards = Shards::start(1, backend, false).unwrap();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let done = shards
+        .spawn(move || async move {
+            let mut input = UdpInput::open(&spec, backend).unwrap();
+            addr_tx.send(input.local_addr()).unwrap();
+            let mut got = Vec::new();
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let deadline = tokio::time::sleep(Duration::from_secs(5));
+            tokio::pin!(deadline);
+            while got.len() < bytes {
+                chunks.clear();
+                tokio::select! {
+                    r = input.read_batch(&mut chunks) => r.unwrap(),
+                    _ = &mut deadline => break,
+                }
+                for c in &chunks {
+                    assert_eq!(c.len() % 188, 0, "chunks hold whole packets");
+                    got.extend_from_slice(c);
+                }
+            }
+            (got, input.stats())
+        })
+        .unwrap();
+    let addr = addr_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    send(addr);
+    done.blocking_recv().unwrap()
+}
+
+#[test]
+fn unicast_ts_arrives_byte_exact() {
+    for backend in backends() {
+        let sent: Vec<Vec<u8>> = (0..300).map(ts_datagram).collect();
+        let expected: Vec<u8> = sent.concat();
+        let (got, stats) = receive(backend, "udp://127.0.0.1:{port}", expected.len(), |addr| {
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for d in &sent {
+                tx.send_to(d, addr).unwrap();
+            }
+        });
+        assert_eq!(got.len(), expected.len(), "{backend}: bytes received");
+        assert!(got == expected, "{backend}: payload differs");
+        assert_eq!(stats.datagrams.datagrams, 300, "{backend}");
+        assert_eq!(stats.datagrams.ts_packets, 2100, "{backend}");
+        assert_eq!(stats.recv.kernel_drops, 0, "{backend}");
+    }
+}
+
+#[test]
+fn rtp_is_stripped_gaps_and_junk_are_counted() {
+    for backend in backends() {
+        // 50 RTP datagrams with sequence 10 missing, then a junk datagram
+        // and a 1317-byte (odd) one.
+        let mut expected = Vec::new();
+        let mut wire = Vec::new();
+        for seq in 0..51u16 {
+            if seq == 10 {
+                continue;
+            }
+            let ts = ts_datagram(u32::from(seq));
+            expected.extend_from_slice(&ts);
+            wire.push(rtp(seq, &ts));
+        }
+        wire.push(b"definitely not a transport stream".to_vec());
+        let mut odd = ts_datagram(99);
+        odd.push(0xAA);
+        expected.extend_from_slice(&odd[..1316]);
+        wire.push(odd);
+        let (got, stats) = receive(backend, "udp://127.0.0.1:{port}", expected.len(), |addr| {
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for d in &wire {
+                tx.send_to(d, addr).unwrap();
+            }
+        });
+        assert!(got == expected, "{backend}: payload differs ({} vs {} bytes)", got.len(), expected.len());
+        let d = &stats.datagrams;
+        assert_eq!((d.datagrams, d.rtp_datagrams, d.rtp_seq_gaps), (52, 50, 1), "{backend}");
+        assert_eq!((d.non_ts_dropped, d.odd_size, d.odd_tail_bytes), (1, 1, 1), "{backend}");
+    }
+}
+
+#[test]
+fn rtp_off_drops_rtp_datagrams() {
+    for backend in backends() {
+        let plain = ts_datagram(1);
+        let (got, stats) = receive(backend, "udp://127.0.0.1:{port}?rtp=0", plain.len(), |addr| {
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.send_to(&rtp(1, &ts_datagram(0)), addr).unwrap();
+            tx.send_to(&plain, addr).unwrap();
+        });
+        assert!(got == plain, "{backend}");
+        assert_eq!(stats.datagrams.non_ts_dropped, 1, "{backend}");
+    }
+}
+
+#[test]
+fn ipv6_unicast() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    }
+    for backend in backends() {
+        let sent: Vec<u8> = (0..20).flat_map(ts_datagram).collect();
+        let (got, _) = receive(backend, "udp://[::1]:{port}", sent.len(), |addr| {
+            let tx = UdpSocket::bind("[::1]:0").unwrap();
+            for d in sent.chunks(1316) {
+                tx.send_to(d, addr).unwrap();
+            }
+        });
+        assert!(got == sent, "{backend}");
+    }
+}
+
+#[test]
+fn a_paused_sender_is_not_an_end_of_stream() {
+    for backend in backends() {
+        let sent: Vec<u8> = (0..40).flat_map(ts_datagram).collect();
+        let (got, _) = receive(backend, "udp://127.0.0.1:{port}", sent.len(), |addr| {
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for d in sent[..20 * 1316].chunks(1316) {
+                tx.send_to(d, addr).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            // A new sender socket, as a restarted process would have.
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for d in sent[20 * 1316..].chunks(1316) {
+                tx.send_to(d, addr).unwrap();
+            }
+        });
+        assert!(got == sent, "{backend}");
+    }
+}
