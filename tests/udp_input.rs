@@ -186,3 +186,78 @@ fn a_paused_sender_is_not_an_end_of_stream() {
         assert!(got == sent, "{backend}");
     }
 }
+
+/// A sender of multicast on `lo` (interface 127.0.0.1), bound to `from`.
+fn multicast_sender(from: &str) -> UdpSocket {
+    let tx = UdpSocket::bind(from).unwrap();
+    let sock = socket2::SockRef::from(&tx);
+    sock.set_multicast_if_v4(&"127.0.0.1".parse().unwrap()).unwrap();
+    sock.set_multicast_loop_v4(true).unwrap();
+    tx
+}
+
+#[test]
+fn multicast_on_lo_two_groups_on_one_port_stay_apart() {
+    for backend in backends() {
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ours: Vec<u8> = (0..30).flat_map(ts_datagram).collect();
+        let theirs: Vec<u8> = (100..130).flat_map(ts_datagram).collect();
+        // A second input on the other group and the same port, open the
+        // whole time, must not take ours nor give us theirs.
+        let other_url = format!("udp://239.255.42.2:{port}?iface=127.0.0.1");
+        let InputSpec::Udp(other_spec) = parse_input(&other_url).unwrap() else { unreachable!() };
+        let shards = Shards::start(1, backend, false).unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let other = shards
+            .spawn(move || async move {
+                let mut input = UdpInput::open(&other_spec, backend).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut got = Vec::new();
+                let mut chunks = Vec::new();
+                let deadline = tokio::time::sleep(Duration::from_secs(5));
+                tokio::pin!(deadline);
+                while got.len() < 30 * 1316 {
+                    chunks.clear();
+                    tokio::select! {
+                        r = input.read_batch(&mut chunks) => r.unwrap(),
+                        _ = &mut deadline => break,
+                    }
+                    chunks.iter().for_each(|c: &Bytes| got.extend_from_slice(c));
+                }
+                got
+            })
+            .unwrap();
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let url = format!("udp://239.255.42.1:{port}?iface=127.0.0.1");
+        let (got, stats) = receive(backend, &url, ours.len(), |_| {
+            let tx = multicast_sender("127.0.0.1:0");
+            for (a, b) in ours.chunks(1316).zip(theirs.chunks(1316)) {
+                tx.send_to(a, ("239.255.42.1", port)).unwrap();
+                tx.send_to(b, ("239.255.42.2", port)).unwrap();
+            }
+        });
+        assert!(got == ours, "{backend}: group 1 got {} bytes, not its own", got.len());
+        assert_eq!(stats.datagrams.datagrams, 30, "{backend}: nothing of the other group");
+        let other_got = other.blocking_recv().unwrap();
+        assert!(other_got == theirs, "{backend}: group 2 got {} bytes, not its own", other_got.len());
+    }
+}
+
+#[test]
+fn ssm_takes_only_the_named_source() {
+    for backend in backends() {
+        let wanted: Vec<u8> = (0..20).flat_map(ts_datagram).collect();
+        let url = "udp://232.1.2.3:{port}?iface=127.0.0.1&source=127.0.0.1";
+        let (got, stats) = receive(backend, url, wanted.len(), |addr| {
+            let port = addr.port();
+            let good = multicast_sender("127.0.0.1:0");
+            let bad = multicast_sender("127.0.0.2:0");
+            for (n, d) in wanted.chunks(1316).enumerate() {
+                bad.send_to(&ts_datagram(1000 + n as u32), ("232.1.2.3", port)).unwrap();
+                good.send_to(d, ("232.1.2.3", port)).unwrap();
+            }
+        });
+        assert!(got == wanted, "{backend}: got {} bytes", got.len());
+        assert_eq!(stats.datagrams.datagrams, 20, "{backend}: the other source was filtered");
+    }
+}
