@@ -18,14 +18,18 @@ enum Command {
     /// Read an input to its end (or for --duration) and summarise it:
     /// programs, streams, per-PID packets, bitrate, errors.
     Probe {
-        /// A file path or file:///abs/path.ts.
+        /// A file path, file:///abs/path.ts, or udp://group:port?options.
         url: String,
-        /// Stop after this much stream time, in seconds (timed by PCR).
+        /// Files: stop after this much stream time (timed by PCR). Live
+        /// inputs: listen this long (default 5 s).
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         duration: Option<f64>,
         /// Print one JSON object instead of the summary.
         #[arg(long)]
         json: bool,
+        /// I/O backend for live inputs: auto, uring or epoll.
+        #[arg(long, value_name = "BACKEND", default_value = "auto")]
+        io: uringest::shard::IoChoice,
     },
 }
 
@@ -37,6 +41,11 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
+    // Warnings (a clamped receive buffer, a missing io_uring) go to stderr;
+    // URINGEST_LOG=info (or debug) shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("URINGEST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -58,25 +67,27 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Probe { url, duration, json } => match uringest::probe::probe(&url, duration) {
-            Ok(report) => {
-                if json {
-                    match serde_json::to_string_pretty(&report) {
-                        Ok(text) => println!("{text}"),
-                        Err(e) => {
-                            eprintln!("uringest: cannot encode report: {e}");
-                            return ExitCode::FAILURE;
+        Command::Probe { url, duration, json, io } => {
+            match uringest::probe::probe(&url, uringest::probe::ProbeOptions { duration_secs: duration, io }) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => {
+                                eprintln!("uringest: cannot encode report: {e}");
+                                return ExitCode::FAILURE;
+                            }
                         }
+                    } else {
+                        print!("{}", uringest::probe::render_text(&report));
                     }
-                } else {
-                    print!("{}", uringest::probe::render_text(&report));
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprintln!("uringest: {e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("uringest: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
     }
 }

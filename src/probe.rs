@@ -2,12 +2,20 @@
 //! summarised.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::input::file::{FileError, MappedFile};
+use crate::input::udp::{UdpError, UdpInput, UdpStats};
+use crate::shard::backend::{self, BackendError, IoChoice};
+use crate::shard::{ShardError, Shards};
 use crate::ts::analyze::{Analyzer, Report};
-use crate::url::{InputSpec, UrlError, parse_input};
+use crate::url::{InputSpec, UdpSpec, UrlError, parse_input};
+
+/// How long a live input is read when no `--duration` is given.
+pub const DEFAULT_LIVE_SECS: f64 = 5.0;
 
 /// Why a probe failed; every variant is the operator's input at fault.
 #[derive(Debug, Error)]
@@ -18,11 +26,26 @@ pub enum ProbeError {
     /// The file could not be read.
     #[error(transparent)]
     File(#[from] FileError),
-    /// A live input: probe reads files only, for now.
-    #[error("{url}: probing a live input is not supported yet (probe reads files only)")]
-    NotAFile {
+    /// The asked-for I/O backend is unavailable.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The shard could not run the input.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    /// The UDP input failed.
+    #[error(transparent)]
+    Udp(#[from] UdpError),
+    /// A live input delivered no transport packets in the time given.
+    #[error("{url}: no MPEG-TS received in {secs} s ({datagrams} datagrams, {non_ts} of them not TS)")]
+    NoData {
         /// The input as given.
         url: String,
+        /// Seconds waited.
+        secs: f64,
+        /// Datagrams received.
+        datagrams: u64,
+        /// Datagrams dropped as not TS.
+        non_ts: u64,
     },
     /// Packets cover less than half of the input (see [`probe`]).
     #[error(
@@ -38,37 +61,115 @@ pub enum ProbeError {
     },
 }
 
-/// Probes `url`, reading at most `duration_secs` of stream time (by PCR).
+/// What `probe` prints: the stream analysis and how the input was read.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeReport {
+    /// The stream analysis.
+    #[serde(flatten)]
+    pub stream: Report,
+    /// How the input was read: `mmap` for files, the shard backend
+    /// (`io_uring` or `epoll`) for live inputs.
+    pub io: &'static str,
+    /// Receive and loss counters of a live input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<UdpStats>,
+}
+
+/// How to probe.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeOptions {
+    /// Files: stream time to read, by PCR. Live inputs: wall-clock seconds
+    /// to listen ([`DEFAULT_LIVE_SECS`] when `None`).
+    pub duration_secs: Option<f64>,
+    /// The I/O backend for live inputs.
+    pub io: IoChoice,
+}
+
+/// Probes `url`: a file to its end (or for a duration of stream time), a
+/// live input for a wall-clock duration.
 ///
-/// An input is refused as not MPEG-TS when accepted packets cover less than
+/// A file is refused as not MPEG-TS when accepted packets cover less than
 /// half of the bytes read: three sync bytes at packet spacing occur by
 /// chance in text or compressed data, a transport stream with that much
 /// garbage is better reported as broken than summarised.
-pub fn probe(url: &str, duration_secs: Option<f64>) -> Result<Report, ProbeError> {
-    let InputSpec::File { path, .. } = parse_input(url)? else {
-        return Err(ProbeError::NotAFile { url: url.to_owned() });
-    };
-    let file = MappedFile::open(&path)?;
-    let mut analyzer = Analyzer::new();
-    match duration_secs {
-        None => analyzer.analyze_parallel(file.bytes()),
-        // A duration usually stops early, within the first half.
-        Some(_) => analyzer.analyze(file.bytes(), duration_secs),
-    };
-    let report = analyzer.report(url);
-    let packet_bytes = report.ts_packets * report.packet_size.unwrap_or(188) as u64;
-    if packet_bytes == 0 || packet_bytes < report.bytes / 2 {
-        return Err(ProbeError::NotTs { url: url.to_owned(), bytes: report.bytes, packet_bytes });
+pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
+    match parse_input(url)? {
+        InputSpec::File { path, .. } => {
+            let file = MappedFile::open(&path)?;
+            let mut analyzer = Analyzer::new();
+            match options.duration_secs {
+                None => analyzer.analyze_parallel(file.bytes()),
+                // A duration usually stops early, within the first half.
+                Some(_) => analyzer.analyze(file.bytes(), options.duration_secs),
+            };
+            let stream = analyzer.report(url);
+            let packet_bytes = stream.ts_packets * stream.packet_size.unwrap_or(188) as u64;
+            if packet_bytes == 0 || packet_bytes < stream.bytes / 2 {
+                return Err(ProbeError::NotTs { url: url.to_owned(), bytes: stream.bytes, packet_bytes });
+            }
+            Ok(ProbeReport { stream, io: "mmap", input: None })
+        }
+        InputSpec::Udp(spec) => probe_udp(url, spec, options),
     }
-    Ok(report)
+}
+
+/// Listens to a UDP input on one shard for the duration and analyzes what
+/// arrives there, on the shard's thread.
+fn probe_udp(url: &str, spec: UdpSpec, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
+    let backend = backend::detect(options.io)?;
+    let secs = options.duration_secs.unwrap_or(DEFAULT_LIVE_SECS);
+    let shards = Shards::start(1, backend, false)?;
+    let done = shards.spawn(move || async move {
+        let mut input = UdpInput::open(&spec, backend)?;
+        let mut analyzer = Analyzer::new();
+        let mut chunks = Vec::new();
+        let deadline = tokio::time::sleep(Duration::from_secs_f64(secs));
+        tokio::pin!(deadline);
+        loop {
+            chunks.clear();
+            tokio::select! {
+                read = input.read_batch(&mut chunks) => read?,
+                () = &mut deadline => break,
+            }
+            for chunk in &chunks {
+                analyzer.push_chunk(chunk);
+            }
+        }
+        Ok::<_, UdpError>((analyzer, input.stats()))
+    })?;
+    let outcome = done.blocking_recv().map_err(|_| ShardError::Stopped(0))?;
+    shards.shutdown();
+    let (analyzer, stats) = outcome?;
+    let stream = analyzer.report(url);
+    if stream.ts_packets == 0 {
+        return Err(ProbeError::NoData {
+            url: url.to_owned(),
+            secs,
+            datagrams: stats.datagrams.datagrams,
+            non_ts: stats.datagrams.non_ts_dropped,
+        });
+    }
+    Ok(ProbeReport { stream, io: backend.name(), input: Some(stats) })
 }
 
 /// The human-readable summary.
-pub fn render_text(r: &Report) -> String {
+pub fn render_text(p: &ProbeReport) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = write_text(&mut out, r);
+    let _ = write_text(&mut out, &p.stream);
+    let _ = write_input(&mut out, p);
     out
+}
+
+fn write_input(out: &mut String, p: &ProbeReport) -> std::fmt::Result {
+    let Some(s) = &p.input else { return Ok(()) };
+    let (d, r) = (&s.datagrams, &s.recv);
+    writeln!(out, "  input ({}): {} datagrams, {} bytes, {} TS packets", p.io, d.datagrams, d.bytes, d.ts_packets)?;
+    writeln!(
+        out,
+        "  losses: kernel drops {}, RTP gaps {}, not TS {}, odd sizes {}, pool fallbacks {}, pool drops {}",
+        r.kernel_drops, d.rtp_seq_gaps, d.non_ts_dropped, d.odd_size, r.pool_fallbacks, r.pool_drops
+    )
 }
 
 fn write_text(out: &mut String, r: &Report) -> std::fmt::Result {

@@ -43,7 +43,10 @@ fn bad_input_is_one_line_and_exit_2() {
     refuses(&["probe", empty.to_str().unwrap()], "empty");
     refuses(&["probe", noise.to_str().unwrap()], "not an MPEG-TS stream");
     refuses(&["probe", "gopher://example/x.ts"], "gopher");
-    refuses(&["probe", "udp://127.0.0.1:5000"], "not supported yet");
+    refuses(&["probe", "srt://127.0.0.1:5000"], "not supported yet");
+    refuses(&["probe", "udp://127.0.0.1:5000?bogus=1"], "bogus");
+    refuses(&["probe", "udp://127.0.0.1"], "port");
+    refuses(&["probe", "--io", "kqueue", "udp://127.0.0.1:5000"], "kqueue");
     refuses(&["probe", "file://host/x.ts"], "host");
     refuses(&["probe", "--bogus", "x.ts"], "--bogus");
     refuses(&["probe", "--duration", "-3", "x.ts"], "-3");

@@ -111,6 +111,24 @@ impl Analyzer {
         }
     }
 
+    /// Accounts one chunk of a live input: whole 188-byte packets, already
+    /// checked for sync by the input (see `ts::datagram`). A packet without
+    /// its sync byte (not expected) is a sync loss and the rest of the chunk
+    /// is skipped.
+    pub fn push_chunk(&mut self, chunk: &[u8]) {
+        if self.sync.first_size().is_none() {
+            self.sync = SyncTracker::locked(PacketSize::Ts188);
+        }
+        let run = Run { start: 0, stride: PACKET_LEN, count: chunk.len() / PACKET_LEN };
+        let out = self.scanner.scan(chunk, run, &mut PsiSink(&mut self.psi));
+        let used = out.packets * PACKET_LEN;
+        if out.sync_lost {
+            self.sync.lose();
+        }
+        self.skipped_bytes += (chunk.len() - used) as u64;
+        self.bytes += chunk.len() as u64;
+    }
+
     /// Accounts packets from `cursor` on until the input ends, the duration
     /// limit is reached, or the next packet would start at or after `seam`.
     fn advance(&mut self, buf: &[u8], cursor: &mut Cursor, seam: usize, limit_ticks: Option<u64>) -> Pause {
