@@ -294,24 +294,14 @@ impl<T: Clone + Send + Sync> Subscriber<T> {
         max: usize,
     ) -> Poll<Result<usize, RecvError>> {
         loop {
-            let mut n = 0;
-            while n < max {
-                match self.ring.read(self.pos) {
-                    Read::Item(v) => {
-                        out.push(v);
-                        self.pos += 1;
-                        n += 1;
-                    }
-                    Read::Empty => break,
-                    Read::Closed if n == 0 => return Poll::Ready(Err(RecvError::Closed)),
-                    Read::Lagged { next } if n == 0 => {
-                        return Poll::Ready(Err(RecvError::Lagged(self.skip_to(next))));
-                    }
-                    Read::Closed | Read::Lagged { .. } => break,
-                }
-            }
+            let (n, stop) = self.ring.read_batch(&mut self.pos, max, out);
             if n > 0 {
                 return Poll::Ready(Ok(n));
+            }
+            match stop {
+                Read::Closed => return Poll::Ready(Err(RecvError::Closed)),
+                Read::Lagged { next } => return Poll::Ready(Err(RecvError::Lagged(self.skip_to(next)))),
+                Read::Empty | Read::Item(()) => {}
             }
             if !self.wait(cx) {
                 return Poll::Pending;

@@ -255,7 +255,47 @@ impl<T> Ring<T> {
     where
         T: Clone,
     {
-        let w = self.tail.load(Ordering::Acquire);
+        self.read_seen(pos, self.tail.load(Ordering::Acquire))
+    }
+
+    /// Appends up to `max` items from `*pos` on to `out`, advancing `*pos`.
+    /// Returns how many, and what stopped it short of `max` (`Item(())`:
+    /// nothing did). Loads `tail` once, and again only on reaching it.
+    pub(super) fn read_batch(&self, pos: &mut u64, max: usize, out: &mut Vec<T>) -> (usize, Read<()>)
+    where
+        T: Clone,
+    {
+        let mut w = self.tail.load(Ordering::Acquire);
+        let mut n = 0;
+        while n < max {
+            match self.read_seen(*pos, w) {
+                Read::Item(v) => {
+                    out.push(v);
+                    *pos += 1;
+                    n += 1;
+                }
+                Read::Empty => {
+                    let now = self.tail.load(Ordering::Acquire);
+                    if now == w {
+                        return (n, Read::Empty);
+                    }
+                    w = now;
+                }
+                Read::Closed => return (n, Read::Closed),
+                Read::Lagged { next } => return (n, Read::Lagged { next }),
+            }
+        }
+        (n, Read::Item(()))
+    }
+
+    /// `read` against a `tail` word loaded earlier. A stale word only makes
+    /// it see less: `Empty` sooner, or a lag that is still exact but whose
+    /// `next` may already be gone too (the next read says so).
+    #[inline]
+    fn read_seen(&self, pos: u64, w: u64) -> Read<T>
+    where
+        T: Clone,
+    {
         let published = w >> COUNT_SHIFT;
         if pos >= published {
             return if w & CLOSED != 0 { Read::Closed } else { Read::Empty };
@@ -287,7 +327,7 @@ impl<T> Ring<T> {
             slot.fetch_sub(PIN, Ordering::Relaxed);
             return None;
         }
-        Some(Pinned { ring: self, slot, idx, node: self.node(idx) })
+        Some(Pinned { ring: self, slot, guess: word + PIN, idx, node: self.node(idx) })
     }
 
     /// Marks that a reader at `pos` is about to sleep. Returns `true` if it
@@ -327,6 +367,8 @@ impl<T> Drop for Ring<T> {
 struct Pinned<'a, T> {
     ring: &'a Ring<T>,
     slot: &'a AtomicU64,
+    /// The slot word as our pin left it: the likely value at unpin.
+    guess: u64,
     idx: u32,
     node: &'a Node<T>,
 }
@@ -349,7 +391,9 @@ impl<T> Pinned<'_, T> {
 
 impl<T> Drop for Pinned<'_, T> {
     fn drop(&mut self) {
-        let mut cur = self.slot.load(Ordering::Relaxed);
+        // A failed CAS returns the actual word, so starting from a guess
+        // costs nothing when it is wrong and saves a load when it is right.
+        let mut cur = self.guess;
         loop {
             if (cur >> 32) as u32 != self.idx {
                 // Displaced: our pin was handed to `refs` (or will be).
