@@ -1,4 +1,5 @@
 //! Inputs: thin shells that move bytes from a file or socket to the TS core.
 
 pub mod file;
+#[cfg(not(loom))]
 pub mod udp;
