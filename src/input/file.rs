@@ -83,4 +83,10 @@ impl MappedFile {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// The mapping as `Bytes`: slices of it are zero-copy chunks that keep
+    /// the mapping alive.
+    pub fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from_owner(self.map)
+    }
 }

@@ -1,5 +1,6 @@
 //! Inputs: thin shells that move bytes from a file or socket to the TS core.
 
+pub mod chunks;
 pub mod file;
 #[cfg(not(loom))]
 pub mod udp;
