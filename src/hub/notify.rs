@@ -29,7 +29,7 @@
 
 use std::task::Waker;
 
-use super::sync::{AtomicBool, Mutex, Ordering, lock};
+use super::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock};
 
 /// The hub's waiter list.
 pub(super) struct Notify {
@@ -112,14 +112,7 @@ impl Notify {
                 }
                 return;
             }
-            if g.pending.is_empty() {
-                return;
-            }
-            std::mem::swap(&mut g.pending, &mut reg.scratch);
-            self.fanout.store(false, Ordering::Release);
-        }
-        for w in reg.scratch.drain(..).flatten() {
-            w.wake();
+            self.hand_on(g, reg);
         }
     }
 
@@ -160,14 +153,18 @@ impl Notify {
 
     /// Reader side: wakes everyone the writer left pending.
     pub(super) fn fan_out(&self, reg: &mut Registration) {
-        {
-            let mut g = lock(&self.inner);
-            if g.pending.is_empty() {
-                return;
-            }
-            std::mem::swap(&mut g.pending, &mut reg.scratch);
-            self.fanout.store(false, Ordering::Release);
+        self.hand_on(lock(&self.inner), reg);
+    }
+
+    /// Takes the wake-ups the writer left pending (under the lock held in
+    /// `g`), then wakes them with the lock released.
+    fn hand_on(&self, mut g: MutexGuard<'_, Inner>, reg: &mut Registration) {
+        if g.pending.is_empty() {
+            return;
         }
+        std::mem::swap(&mut g.pending, &mut reg.scratch);
+        self.fanout.store(false, Ordering::Release);
+        drop(g);
         for w in reg.scratch.drain(..).flatten() {
             w.wake();
         }

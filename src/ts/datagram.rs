@@ -339,23 +339,7 @@ mod tests {
     }
 
     fn rtp_wrap(seq: u16, ssrc: u32, csrcs: u8, ext_words: Option<u16>, payload: &[u8], pad: u8) -> Vec<u8> {
-        let mut v = vec![0x80 | (u8::from(pad > 0) << 5) | (u8::from(ext_words.is_some()) << 4) | csrcs];
-        v.push(rtp::MP2T_PAYLOAD_TYPE);
-        v.extend(seq.to_be_bytes());
-        v.extend(90_000u32.to_be_bytes());
-        v.extend(ssrc.to_be_bytes());
-        v.extend(std::iter::repeat_n(0xCC, 4 * usize::from(csrcs)));
-        if let Some(words) = ext_words {
-            v.extend([0xAB, 0xAC]);
-            v.extend(words.to_be_bytes());
-            v.extend(std::iter::repeat_n(0xEE, 4 * usize::from(words)));
-        }
-        v.extend(payload);
-        if pad > 0 {
-            v.extend(std::iter::repeat_n(0, usize::from(pad) - 1));
-            v.push(pad);
-        }
-        v
+        rtp::tests::rtp_datagram(seq, ssrc, csrcs, ext_words, payload, pad)
     }
 
     fn ts_fields(d: &Datagram) -> (Range<usize>, PacketSize, usize, usize, usize) {

@@ -276,7 +276,7 @@ impl SeqTracker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds an RTP datagram by hand: header, CSRCs, extension words,
