@@ -8,4 +8,5 @@ pub mod pace;
 pub mod packet;
 pub mod psi;
 pub mod scan;
+pub mod seam;
 pub mod stats;
