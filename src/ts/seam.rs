@@ -8,13 +8,26 @@
 //!   2^33 × 300. PTS and DTS (PES header, §2.4.3.6–7): 90 kHz, modulo 2^33,
 //!   moved by `period / 300`. `period` is rounded to a multiple of 300
 //!   ticks so the two clocks move together.
-//! - `period` = (last PCR − first PCR) + the mean regular PCR interval, both
-//!   measured on the timing PID during pass 0. So the first PCR of a pass
-//!   follows the last of the previous pass by one mean interval: no jump
-//!   back, no gap, no repeated time. The timing PID is the one given, else
-//!   the first PID seen carrying a PCR. A file with fewer than two regular
-//!   PCRs on it is measured by the DTS (or PTS) of the first PID whose PES
-//!   carries one, the same way in 90 kHz; a file with neither keeps its
+//! - `period` is the longest of the timelines measured during pass 0, so
+//!   no stream overlaps itself at the seam (a receiver's buffer would grow
+//!   by the overlap on every pass; ffmpeg's `-stream_loop` makes the same
+//!   choice):
+//!   - the PCR: (last PCR − first PCR) + the mean regular PCR interval, on
+//!     the PID given, else the first PID seen carrying a PCR;
+//!   - each PES stream (up to 32 PIDs): (last DTS − first DTS) (PTS when
+//!     there is no DTS) + the duration of its last PES. For video
+//!     (stream_id 0xE0–0xEF) that is the mean PES interval, one frame at a
+//!     constant frame rate. For other streams with a PES_packet_length, it
+//!     is the last PES's payload bytes at the stream's mean bytes per tick
+//!     (audio PES carry several frames, the last one often fewer), else
+//!     the mean interval. A stream whose span exceeds the PCR's by more
+//!     than 1 s (a discontinuity inside the file) is not trusted.
+//!
+//!   With a PCR, the first PCR of a pass thus follows the last of the
+//!   previous pass by the mean interval plus the overhang of the longest
+//!   stream (45 ms instead of 20 on `cbr_5mbit.ts`, whose AAC runs 27 ms
+//!   past its video): no jump back, no repeated time. A file without PCR
+//!   is measured by its PES streams alone; a file with neither keeps its
 //!   timestamps (period 0) and only its counters are carried on.
 //! - Continuity counters (§2.4.3.3): the first packet of a PID in a new pass
 //!   must follow the last packet of that PID in the previous pass (+1 when
@@ -55,6 +68,8 @@ const TIMESTAMP_WRAP: u64 = 1 << 33;
 const NO_CC: u8 = 0xFF;
 /// Longest interval taken as regular when measuring the period: 1 s.
 const MAX_INTERVAL_27MHZ: u64 = Pcr::HZ;
+/// Elementary streams measured for the period.
+const ES_TRACKS: usize = 32;
 
 /// Why a chunk could not be processed.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -97,7 +112,7 @@ impl Default for PidSeam {
     }
 }
 
-/// First, last and regular intervals of one clock on one PID during pass 0.
+/// First, last and regular PCR intervals of one PID during pass 0.
 #[derive(Clone, Copy, Debug)]
 struct Track {
     pid: Pid,
@@ -113,11 +128,11 @@ impl Track {
         Track { pid, first: value, last: value, timed: 0, intervals: 0, discontinuity_pending: false }
     }
 
-    /// Records `value`; intervals above `max` or across a discontinuity do
-    /// not count toward the mean.
-    fn record(&mut self, value: u64, wrap: u64, max: u64) {
-        let delta = (value + wrap - self.last) % wrap;
-        if !std::mem::take(&mut self.discontinuity_pending) && delta > 0 && delta <= max {
+    /// Records a PCR; intervals above 1 s or across a discontinuity do not
+    /// count toward the mean.
+    fn record(&mut self, value: u64) {
+        let delta = (value + Pcr::WRAP - self.last) % Pcr::WRAP;
+        if !std::mem::take(&mut self.discontinuity_pending) && delta > 0 && delta <= MAX_INTERVAL_27MHZ {
             self.timed += delta;
             self.intervals += 1;
         }
@@ -125,9 +140,49 @@ impl Track {
     }
 
     /// (last − first) + mean interval, or `None` without a regular interval.
-    fn period(&self, wrap: u64) -> Option<u64> {
-        let span = (self.last + wrap - self.first) % wrap;
+    fn period(&self) -> Option<u64> {
+        let span = (self.last + Pcr::WRAP - self.first) % Pcr::WRAP;
         (self.intervals > 0).then(|| span + self.timed / self.intervals)
+    }
+}
+
+/// The PES starts of one elementary stream during pass 0.
+#[derive(Clone, Copy, Debug)]
+struct EsTrack {
+    pid: Pid,
+    video: bool,
+    /// DTS (or PTS) of the first and last PES, 90 kHz.
+    first: u64,
+    last: u64,
+    starts: u64,
+    /// Every PES so far declared its length.
+    sized: bool,
+    /// Payload bytes of all PES but the last, and of the last.
+    bytes_before_last: u64,
+    last_bytes: u64,
+}
+
+impl EsTrack {
+    fn record(&mut self, ts: u64, bytes: u64) {
+        self.bytes_before_last += self.last_bytes;
+        self.sized &= bytes > 0;
+        self.last = ts;
+        self.last_bytes = bytes;
+        self.starts += 1;
+    }
+
+    /// Span plus the last PES's duration, in 27 MHz ticks.
+    fn period(&self) -> Option<u64> {
+        if self.starts < 2 {
+            return None;
+        }
+        let span = (self.last + TIMESTAMP_WRAP - self.first) % TIMESTAMP_WRAP;
+        let last = if !self.video && self.sized && self.bytes_before_last > 0 {
+            (self.last_bytes * span).div_ceil(self.bytes_before_last)
+        } else {
+            span / (self.starts - 1)
+        };
+        Some((span + last) * 300)
     }
 }
 
@@ -139,7 +194,8 @@ pub struct LoopSeam {
     seen: Vec<Pid>,
     pcr_pid: Option<Pid>,
     pcr: Option<Track>,
-    pes: Option<Track>,
+    /// PES streams, at most [`ES_TRACKS`].
+    es: Vec<EsTrack>,
     iteration: u64,
     period_ticks: Option<u64>,
     /// Added to PCRs in the current pass (27 MHz, modulo 2^33 × 300).
@@ -156,7 +212,7 @@ impl LoopSeam {
             seen: Vec::with_capacity(64),
             pcr_pid,
             pcr: None,
-            pes: None,
+            es: Vec::with_capacity(ES_TRACKS),
             iteration: 0,
             period_ticks: None,
             offset_ticks: 0,
@@ -224,12 +280,14 @@ impl LoopSeam {
     /// Ends a pass: measures the period after pass 0, moves the timestamp
     /// offset on by one period and sets each PID's counter delta.
     pub fn start_iteration(&mut self) {
-        let period = *self.period_ticks.get_or_insert_with(|| {
-            let pcr = self.pcr.and_then(|t| t.period(Pcr::WRAP));
-            let pes = || self.pes.and_then(|t| t.period(TIMESTAMP_WRAP)).map(|p| p * 300);
-            // A multiple of 300 so PTS/DTS move by exactly period / 300.
-            pcr.or_else(pes).map_or(0, |p| (p + 150) / 300 * 300) % Pcr::WRAP
-        });
+        let period = match self.period_ticks {
+            Some(period) => period,
+            None => {
+                let period = self.measure_period();
+                self.period_ticks = Some(period);
+                period
+            }
+        };
         self.offset_ticks = (self.offset_ticks + period) % Pcr::WRAP;
         let mut any_delta = false;
         for pid in &self.seen {
@@ -241,6 +299,15 @@ impl LoopSeam {
         self.rewriting = self.offset_ticks != 0 || any_delta;
         self.iteration += 1;
         self.counters.iterations_total += 1;
+    }
+
+    /// The longest timeline of pass 0 (see the module docs), a multiple of
+    /// 300 ticks so PTS/DTS move by exactly period / 300.
+    fn measure_period(&self) -> u64 {
+        let pcr = self.pcr.and_then(|t| t.period());
+        let trusted = |p: &u64| pcr.is_none_or(|pcr| *p <= pcr + MAX_INTERVAL_27MHZ);
+        let es = self.es.iter().filter_map(EsTrack::period).filter(trusted).max();
+        pcr.max(es).map_or(0, |p| p.div_ceil(300) * 300) % Pcr::WRAP
     }
 
     /// Applies the current offsets to one packet.
@@ -295,25 +362,32 @@ impl LoopSeam {
                 None if wanted => self.pcr = Some(Track::new(pid, pcr.ticks())),
                 Some(t) if t.pid == pid => {
                     t.discontinuity_pending |= discontinuity;
-                    t.record(pcr.ticks(), Pcr::WRAP, MAX_INTERVAL_27MHZ);
+                    t.record(pcr.ticks());
                 }
                 _ => {}
             }
-        }
-        if self.pcr.is_some_and(|t| t.intervals > 0) {
-            return;
         }
         let Some(start) = pes_start(pkt.bytes()) else { return };
         let payload = &pkt.bytes()[start..];
         let Some([pts, dts]) = pes_timestamps(payload) else { return };
         let Some(ts) = dts.or(pts).and_then(|at| read_timestamp(&payload[at..at + 5])) else { return };
-        match &mut self.pes {
-            None => self.pes = Some(Track::new(pid, ts)),
-            Some(t) if t.pid == pid => {
-                t.discontinuity_pending |= discontinuity;
-                t.record(ts, TIMESTAMP_WRAP, MAX_INTERVAL_27MHZ / 300);
-            }
-            Some(_) => {}
+        // PES_packet_length counts from after itself; the payload follows
+        // the 3 flag/length bytes and the header data.
+        let length = u64::from(u16::from_be_bytes([payload[4], payload[5]]));
+        let bytes = length.saturating_sub(3 + u64::from(payload[8]));
+        if let Some(track) = self.es.iter_mut().find(|t| t.pid == pid) {
+            track.record(ts, bytes);
+        } else if self.es.len() < ES_TRACKS {
+            self.es.push(EsTrack {
+                pid,
+                video: (0xE0..=0xEF).contains(&payload[3]),
+                first: ts,
+                last: ts,
+                starts: 1,
+                sized: bytes > 0,
+                bytes_before_last: 0,
+                last_bytes: bytes,
+            });
         }
     }
 }
