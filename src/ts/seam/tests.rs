@@ -93,7 +93,10 @@ fn three_loops_of_each_fixture_are_continuous() {
             assert!(w[1].1 > w[0].1, "{name}: PCR {k} -> {}: {:?}", k + 1, w);
             if (k + 1) % single.len() == 0 {
                 let step = w[1].1 - w[0].1;
-                assert!((min..=max + 40 * MS).contains(&step), "{name}: seam step {step} outside {min}..={max} + 40 ms");
+                assert!(
+                    (min..=max + 40 * MS).contains(&step),
+                    "{name}: seam step {step} outside {min}..={max} + 40 ms"
+                );
                 assert_eq!(step, seam.offset_ticks() / 2 - (single.last().unwrap().1 - single[0].1));
             }
         }
