@@ -2,5 +2,6 @@
 
 pub mod chunks;
 pub mod file;
+pub mod playout;
 #[cfg(not(loom))]
 pub mod udp;

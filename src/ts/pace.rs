@@ -198,6 +198,15 @@ impl Segment {
         duration_of(self.due_tick(offset))
     }
 
+    /// The earliest time at which [`Segment::released`] covers the packet
+    /// at `offset`: [`Segment::due`] rounded up to the nanosecond, for a
+    /// caller that sleeps until then.
+    pub fn ready_at(&self, offset: u64) -> Duration {
+        let ticks = self.due_tick(offset);
+        let nanos = ((ticks % Pcr::HZ) * 1000).div_ceil(27);
+        Duration::new(ticks / Pcr::HZ, 0) + Duration::from_nanos(nanos)
+    }
+
     fn due_tick(&self, offset: u64) -> u64 {
         if offset >= self.end {
             return self.end_tick;

@@ -251,6 +251,22 @@ fn released_is_the_inverse_of_due() {
 }
 
 #[test]
+fn ready_at_is_the_first_instant_that_releases_the_packet() {
+    let bytes = synthetic(&[(0, false), (7 * MS + 13, false), (7 * MS + 13, false)], 23);
+    let segments = run(&mut PcrPacer::new(Some(Pid::new(0x100))), &bytes, 50, Duration::from_millis(3));
+    for s in &segments {
+        for o in (s.start..s.end).step_by(PACKET_LEN) {
+            let at = s.ready_at(o);
+            assert!(s.released(at) > o, "{s:?}: packet at {o} not released at {at:?}");
+            assert!(at - s.due(o) < Duration::from_nanos(2), "ready_at rounds up by less than a nanosecond");
+            if let Some(before) = at.checked_sub(Duration::from_nanos(1)) {
+                assert!(s.released(before) <= o || s.due(o) == at, "{s:?}: packet at {o} released before {at:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn pcr_pid_comes_from_the_first_program() {
     // PID 0x100 carries PCRs first, but the PMT names 0x101.
     let pat = build_section(0, 1, 0, &[0, 1, 0xF0, 0x00]);
