@@ -169,12 +169,10 @@ fn a_file_without_pcr_is_refused_under_pace_pcr() {
     std::fs::write(&path, &data).unwrap();
     let file = MappedFile::open(&path).unwrap();
     let mut p = Playout::new(FileChunks::new(file, false, DEFAULT_CHUNK_PACKETS), false, Pace::Pcr);
-    let err = loop {
-        match p.next(Duration::ZERO) {
-            Ok(Next::Emit { .. }) => panic!("nothing is timed without a PCR"),
-            Ok(other) => panic!("expected an error, got {other:?}"),
-            Err(e) => break e,
-        }
+    let err = match p.next(Duration::ZERO) {
+        Ok(Next::Emit { .. }) => panic!("nothing is timed without a PCR"),
+        Ok(other) => panic!("expected an error, got {other:?}"),
+        Err(e) => e,
     };
     assert!(err.to_string().contains("no PCR"), "{err}");
     assert!(err.to_string().contains("pace=none"), "{err}");
