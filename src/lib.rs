@@ -6,6 +6,8 @@
 //! goes through.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(not(loom))]
+pub mod bench;
 pub mod clock;
 pub mod hub;
 pub mod input;

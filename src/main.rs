@@ -31,6 +31,63 @@ enum Command {
         #[arg(long, value_name = "BACKEND", default_value = "auto")]
         io: uringest::shard::IoChoice,
     },
+    /// Load generators and measurements.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Play files looped and paced by PCR, many at once, and report the CPU
+    /// they cost and how late emissions are against their PCR time.
+    Pace {
+        /// Transport-stream files, used in turn by the streams.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Streams to play at once.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        streams: u32,
+        /// Seconds to play.
+        #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+        duration: f64,
+        /// Shards (threads, one per core by default).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        shards: Option<u32>,
+        /// I/O backend: auto, uring or epoll.
+        #[arg(long, value_name = "BACKEND", default_value = "auto")]
+        io: uringest::shard::IoChoice,
+        /// Shortest time between two wake-ups of a stream, in microseconds.
+        #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        quantum_us: u64,
+        /// Print one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Cores available to this process: the default shard count.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Prints `value` as JSON or as text, and the exit code for that.
+fn print_report<T: serde::Serialize>(value: &T, json: bool, text: impl FnOnce(&T) -> String) -> ExitCode {
+    if !json {
+        print!("{}", text(value));
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::to_string_pretty(value) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("uringest: cannot encode report: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -69,22 +126,26 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe { url, duration, json, io } => {
             match uringest::probe::probe(&url, uringest::probe::ProbeOptions { duration_secs: duration, io }) {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string_pretty(&report) {
-                            Ok(text) => println!("{text}"),
-                            Err(e) => {
-                                eprintln!("uringest: cannot encode report: {e}");
-                                return ExitCode::FAILURE;
-                            }
-                        }
-                    } else {
-                        print!("{}", uringest::probe::render_text(&report));
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => print_report(&report, json, uringest::probe::render_text),
                 Err(e) => {
                     eprintln!("uringest: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Bench { what: BenchCommand::Pace { files, streams, duration, shards, io, quantum_us, json } } => {
+            let options = uringest::bench::pace::PaceBenchOptions {
+                files,
+                streams: streams as usize,
+                duration: std::time::Duration::from_secs_f64(duration),
+                shards: shards.map_or_else(cores, |n| n as usize),
+                io,
+                quantum: std::time::Duration::from_micros(quantum_us),
+            };
+            match uringest::bench::pace::run(&options) {
+                Ok(report) => print_report(&report, json, uringest::bench::pace::render_text),
+                Err(e) => {
+                    eprintln!("uringest: bench pace: {e}");
                     ExitCode::from(2)
                 }
             }

@@ -2,24 +2,17 @@
 //! arrives byte for byte, and everything else is counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::backends;
 use uringest::input::udp::{UdpInput, UdpStats};
-use uringest::shard::{Backend, IoChoice, Shards, backend};
+use uringest::shard::{Backend, Shards};
 use uringest::url::{InputSpec, parse_input};
-
-/// Backends to test: epoll always, io_uring when this kernel has it.
-fn backends() -> Vec<Backend> {
-    let mut all = vec![Backend::Epoll];
-    match backend::detect(IoChoice::Uring) {
-        Ok(b) => all.push(b),
-        Err(e) => eprintln!("skipping io_uring: {e}"),
-    }
-    all
-}
 
 /// Seven TS packets whose payload bytes encode `n`, with PID 0x100 and
 /// continuity counters following on from datagram to datagram.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use uringest::shard::{Backend, IoChoice, backend};
 
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
@@ -38,4 +39,14 @@ pub fn ffprobe(path: &Path) -> Value {
 /// Parses ffprobe's `"0x100"` stream ids.
 pub fn hex_id(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Backends to test: epoll always, io_uring when this kernel has it.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Epoll];
+    match backend::detect(IoChoice::Uring) {
+        Ok(b) => all.push(b),
+        Err(e) => eprintln!("skipping io_uring: {e}"),
+    }
+    all
 }
