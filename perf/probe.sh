@@ -13,43 +13,12 @@ command -v ffprobe >/dev/null || { echo "perf/probe.sh needs ffprobe (apt-get in
 cargo build --release --quiet
 bin=target/release/uringest
 
+source perf/common.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 file=$work/big.ts
-clip=tests/fixtures/cbr_5mbit.ts
-target=$((size_mib * 1024 * 1024))
-python3 - "$clip" "$file" "$target" <<'PY'
-import sys
-clip = open(sys.argv[1], 'rb').read()
-target = int(sys.argv[3])
-with open(sys.argv[2], 'wb') as f:
-    written = 0
-    while written + len(clip) <= target:
-        f.write(clip); written += len(clip)
-    rest = (target - written) // 188 * 188
-    f.write(clip[:rest]); written += rest
-PY
+make_big_ts "$file" "$size_mib"
 bytes=$(stat -c %s "$file")
-# Write back the new file first: writeback running during the timed runs
-# slowed every command by a third here.
-sync "$file"
-cat "$file" >/dev/null   # warm the page cache
-
-# Best of N wall-clock runs of a command, in seconds. Timed in one python
-# process around the child alone: forking `date` on both sides of each run
-# added a millisecond or two to every measurement.
-best() {
-  python3 - "$@" <<'PY'
-import subprocess, sys, time
-n, cmd = int(sys.argv[1]), sys.argv[2:]
-best = float("inf")
-for _ in range(n):
-    t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    best = min(best, time.perf_counter() - t0)
-print(f"{best:.6f}")
-PY
-}
 
 command -v bc >/dev/null || { echo "perf/probe.sh needs bc (apt-get install -y bc)" >&2; exit 2; }
 t_ours=$(best 10 "$bin" probe --json "$file")

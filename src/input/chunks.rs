@@ -59,8 +59,13 @@ pub struct FileChunks {
 impl FileChunks {
     /// Chunks of `file`, `chunk_packets` packets at most each.
     pub fn new(file: MappedFile, looping: bool, chunk_packets: usize) -> FileChunks {
+        FileChunks::from_bytes(file.into_bytes(), looping, chunk_packets)
+    }
+
+    /// Chunks of bytes already in memory (a file's contents, a fuzz input).
+    pub fn from_bytes(data: Bytes, looping: bool, chunk_packets: usize) -> FileChunks {
         FileChunks {
-            data: file.into_bytes(),
+            data,
             sync: SyncTracker::default(),
             locked: None,
             search: 0,

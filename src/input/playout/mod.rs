@@ -36,7 +36,7 @@ use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use super::chunks::{ChunkCounters, FileChunks};
-use crate::ts::pace::{PaceCounters, PaceError, PcrPacer, Segment};
+use crate::ts::pace::{PaceCounters, PaceError, PaceLimits, PcrPacer, Segment};
 use crate::ts::seam::{LoopSeam, SeamCounters, SeamError};
 use crate::url::Pace;
 
@@ -106,10 +106,16 @@ pub struct Playout {
 impl Playout {
     /// Plays `source` paced by `pace`; `source` decides whether it loops.
     pub fn new(source: FileChunks, looping: bool, pace: Pace) -> Playout {
+        Playout::with_limits(source, looping, pace, PaceLimits::default())
+    }
+
+    /// The same with explicit pacer limits (small ones let tests and fuzzing
+    /// reach the refusals on short inputs).
+    pub fn with_limits(source: FileChunks, looping: bool, pace: Pace, limits: PaceLimits) -> Playout {
         Playout {
             source,
             seam: looping.then(|| LoopSeam::new(None)),
-            pacer: (pace == Pace::Pcr).then(|| PcrPacer::new(None)),
+            pacer: (pace == Pace::Pcr).then(|| PcrPacer::with_limits(None, limits)),
             iteration: 0,
             held: VecDeque::new(),
             unscanned: VecDeque::new(),
