@@ -32,6 +32,8 @@ enum Command {
         io: uringest::shard::IoChoice,
     },
     /// Benchmark tools.
+    // Without a subcommand: a one-line error, not the help on stderr.
+    #[command(subcommand_required = true, arg_required_else_help = false)]
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
