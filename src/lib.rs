@@ -3,9 +3,10 @@
 //! The transport-stream core ([`ts`]) is sans-IO: bytes in, results out.
 //! Inputs ([`input`]) are thin shells around it; [`probe`] is the first
 //! command built on both. [`hub`] is the lock-free fan-out every stream
-//! goes through.
+//! goes through. [`bench`] generates paced UDP load for benchmarks.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+// Uses core_affinity and raw sockets, like the shards; out of the loom build.
 #[cfg(not(loom))]
 pub mod bench;
 pub mod clock;

@@ -31,15 +31,47 @@ enum Command {
         #[arg(long, value_name = "BACKEND", default_value = "auto")]
         io: uringest::shard::IoChoice,
     },
-    /// Load generators and measurements.
+    /// Benchmark tools.
+    // Without a subcommand: a one-line error, not the help on stderr.
+    #[command(subcommand_required = true, arg_required_else_help = false)]
     Bench {
         #[command(subcommand)]
-        what: BenchCommand,
+        command: BenchCommand,
     },
 }
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Send valid MPEG-TS (one PID, continuity counters unbroken) over UDP,
+    /// evenly paced at --rate (UDP payload bits/s), for --duration.
+    Send {
+        /// Destination: udp://host:port, udp://[v6]:port, or a multicast
+        /// group with ?iface= for the outgoing interface.
+        url: String,
+        /// UDP payload bits per second: 3G, 500M, 1.5G, 100k, 3000000, or
+        /// max (as fast as possible).
+        #[arg(long, value_name = "BITS_PER_SEC", value_parser = parse_rate)]
+        rate: uringest::bench::rate::Rate,
+        /// Seconds to send (fractions allowed, at most a day).
+        #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// UDP payload bytes per datagram: a multiple of 188.
+        #[arg(long, value_name = "BYTES", default_value_t = uringest::bench::send::DEFAULT_DATAGRAM_BYTES,
+              value_parser = parse_pkt)]
+        pkt: usize,
+        /// Let the kernel cut each send into datagrams (UDP GSO, UDP_SEGMENT).
+        #[arg(long)]
+        gso: bool,
+        /// Pin the sending thread to this CPU core.
+        #[arg(long, value_name = "N")]
+        core: Option<usize>,
+        /// TTL (hop limit); multicast defaults to 1.
+        #[arg(long, value_name = "HOPS", value_parser = clap::value_parser!(u32).range(1..=255))]
+        ttl: Option<u32>,
+        /// Print one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Play files looped and paced by PCR, many at once, and report the CPU
     /// they cost and how late emissions are against their PCR time.
     Pace {
@@ -90,6 +122,20 @@ fn print_report<T: serde::Serialize>(value: &T, json: bool, text: impl FnOnce(&T
     }
 }
 
+fn parse_rate(s: &str) -> Result<uringest::bench::rate::Rate, String> {
+    s.parse().map_err(|e: uringest::bench::rate::RateError| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    uringest::bench::rate::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_pkt(s: &str) -> Result<usize, String> {
+    let bad = || format!("'{s}' is not a positive multiple of 188 up to 65424 (e.g. 1316 = 7 x 188)");
+    let n = s.parse::<usize>().map_err(|_| bad())?;
+    uringest::bench::send::check_datagram_bytes(n).map_err(|_| bad())
+}
+
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
@@ -133,7 +179,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench { what: BenchCommand::Pace { files, streams, duration, shards, io, quantum_us, json } } => {
+        Command::Bench { command: BenchCommand::Send { url, rate, duration, pkt, gso, core, ttl, json } } => {
+            bench_send(&url, rate, duration, pkt, gso, core, ttl, json)
+        }
+        Command::Bench { command: BenchCommand::Pace { files, streams, duration, shards, io, quantum_us, json } } => {
             let options = uringest::bench::pace::PaceBenchOptions {
                 files,
                 streams: streams as usize,
@@ -149,6 +198,31 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_send(
+    url: &str,
+    rate: uringest::bench::rate::Rate,
+    duration: std::time::Duration,
+    pkt: usize,
+    gso: bool,
+    core: Option<usize>,
+    ttl: Option<u32>,
+    json: bool,
+) -> ExitCode {
+    use uringest::bench::{send, socket};
+    let result = socket::parse_destination(url).and_then(|dest| {
+        let options = send::SendOptions { dest, rate, duration, datagram_bytes: pkt, gso, ttl, core };
+        send::run(&options, &uringest::clock::SystemClock)
+    });
+    match result {
+        Ok(report) => print_report(&report, json, send::render_text),
+        Err(e) => {
+            eprintln!("uringest: {e}");
+            ExitCode::from(2)
         }
     }
 }
