@@ -2,5 +2,6 @@
 
 pub mod chunks;
 pub mod file;
+pub mod framer;
 #[cfg(not(loom))]
 pub mod udp;
