@@ -4,4 +4,6 @@ pub mod chunks;
 pub mod file;
 pub mod framer;
 #[cfg(not(loom))]
+pub mod read;
+#[cfg(not(loom))]
 pub mod udp;
