@@ -68,6 +68,7 @@ struct Read {
     iteration: u64,
     chunks: usize,
     fixed_buffers: bool,
+    heap_reads: u64,
 }
 
 /// Reads `path` to its end (or `limit` bytes) on `backend`.
@@ -81,6 +82,7 @@ fn read_file(backend: Backend, path: &Path, options: ReadOptions, limit: usize) 
             iteration: 0,
             chunks: 0,
             fixed_buffers: false,
+            heap_reads: 0,
         };
         while out.chunks < MAX_CHUNKS && out.bytes.len() < limit {
             let Some(chunk) = reader.next_chunk().await? else { break };
@@ -92,6 +94,7 @@ fn read_file(backend: Backend, path: &Path, options: ReadOptions, limit: usize) 
         out.counters = reader.counters();
         out.iteration = reader.iteration();
         out.fixed_buffers = reader.fixed_buffers();
+        out.heap_reads = reader.heap_reads();
         Ok(out)
     })
 }
@@ -125,6 +128,11 @@ fn fixtures_read_like_the_mapping() {
                 assert_eq!(read.counters, counters, "{backend} {name} {options:?}");
                 assert_eq!(read.iteration, 0);
                 assert_eq!(read.fixed_buffers, backend == Backend::Uring, "{backend}: READ_FIXED in use");
+                if options == ReadOptions::default() {
+                    // Chunks dropped as they come: the pool always has a
+                    // buffer, nothing is allocated per read.
+                    assert_eq!(read.heap_reads, 0, "{backend} {name}");
+                }
             }
         }
     }
