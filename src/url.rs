@@ -1,7 +1,8 @@
 //! Input URLs: the string an operator types, checked into an [`InputSpec`].
 //!
 //! Built so far:
-//! - a plain file path, or `file:///abs/path.ts?loop=true|false&pace=pcr|none`
+//! - a plain file path, or
+//!   `file:///abs/path.ts?loop=true|false&pace=pcr|none&read=auto|mmap|uring`
 //!   (a plain path takes no options: `?` is part of the name);
 //! - `udp://host:port?iface=&source=&rtp=&rcvbuf=&pkt_size=`, IPv4 or
 //!   bracketed IPv6 (`udp://[ff15::1]:5000`); see [`UdpSpec`].
@@ -46,7 +47,7 @@ pub const MAX_SOURCES: usize = 64;
 /// Options a `udp://` input takes, for error messages.
 const UDP_KEYS: &str = "iface, source, rtp, rcvbuf, pkt_size";
 /// Options a `file://` input takes, for error messages.
-const FILE_KEYS: &str = "loop, pace";
+const FILE_KEYS: &str = "loop, pace, read";
 
 /// A parsed input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub enum InputSpec {
         looping: Option<bool>,
         /// `pace=`: `None` leaves it to the command.
         pace: Option<Pace>,
+        /// `read=`: how the bytes are read (mapped, or read into buffers).
+        read: FileRead,
     },
     /// A UDP socket, unicast or multicast.
     Udp(UdpSpec),
@@ -78,6 +81,31 @@ impl fmt::Display for Pace {
         f.write_str(match self {
             Pace::Pcr => "pcr",
             Pace::None => "none",
+        })
+    }
+}
+
+/// How a file input's bytes are read (`read=`); `input::read` explains
+/// when each is the better choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FileRead {
+    /// `read=auto` (the default): mapped when the path is a regular file,
+    /// read into buffers otherwise (a FIFO, a character device).
+    #[default]
+    Auto,
+    /// `read=mmap`: mapped; only regular files can be.
+    Mmap,
+    /// `read=uring`: read sequentially into pooled buffers, with io_uring
+    /// fixed-buffer reads (`read(2)` on the epoll backend).
+    Uring,
+}
+
+impl fmt::Display for FileRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileRead::Auto => "auto",
+            FileRead::Mmap => "mmap",
+            FileRead::Uring => "uring",
         })
     }
 }
@@ -303,7 +331,7 @@ pub fn parse_input(input: &str) -> Result<InputSpec, UrlError> {
         return Err(UrlError::Empty);
     }
     let Some((scheme, rest)) = input.split_once("://") else {
-        return Ok(InputSpec::File { path: PathBuf::from(input), looping: None, pace: None });
+        return Ok(InputSpec::File { path: PathBuf::from(input), looping: None, pace: None, read: FileRead::Auto });
     };
     let scheme_lower = scheme.to_ascii_lowercase();
     match scheme_lower.as_str() {
@@ -359,7 +387,7 @@ fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
     if url.fragment().is_some() {
         return Err(bad("a fragment is not allowed"));
     }
-    let (mut looping, mut pace) = (None, None);
+    let (mut looping, mut pace, mut read) = (None, None, None);
     for (key, value) in url::form_urlencoded::parse(url.query().unwrap_or("").as_bytes()) {
         match &*key {
             "loop" => set_once(&mut looping, "loop", parse_bool("loop", &value)?)?,
@@ -371,11 +399,20 @@ fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
                 };
                 set_once(&mut pace, "pace", p)?;
             }
+            "read" => {
+                let r = match &*value {
+                    "auto" => FileRead::Auto,
+                    "mmap" => FileRead::Mmap,
+                    "uring" => FileRead::Uring,
+                    _ => return Err(bad_option("read", &value, "expected auto, mmap or uring")),
+                };
+                set_once(&mut read, "read", r)?;
+            }
             _ => return Err(UrlError::UnknownOption { scheme: "file", key: shown(&key), known: FILE_KEYS }),
         }
     }
     let path = url.to_file_path().map_err(|()| bad("the path is not an absolute local path"))?;
-    Ok(InputSpec::File { path, looping, pace })
+    Ok(InputSpec::File { path, looping, pace, read: read.unwrap_or_default() })
 }
 
 /// Parses what follows `udp://`.
@@ -590,7 +627,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, looping: Option<bool>, pace: Option<Pace>) -> InputSpec {
-        InputSpec::File { path: path.into(), looping, pace }
+        InputSpec::File { path: path.into(), looping, pace, read: FileRead::Auto }
     }
 
     fn udp(input: &str) -> UdpSpec {
@@ -635,6 +672,27 @@ mod tests {
         assert_eq!(err("file:///x.ts?loop=1&loop=0"), UrlError::DuplicateOption { key: "loop" });
         assert_eq!(Pace::Pcr.to_string(), "pcr");
         assert_eq!(Pace::None.to_string(), "none");
+    }
+
+    #[test]
+    fn file_read_option() {
+        let read = |input: &str| match parse_input(input) {
+            Ok(InputSpec::File { read, .. }) => read,
+            other => panic!("{input}: {other:?}"),
+        };
+        assert_eq!(read("file:///x.ts"), FileRead::Auto);
+        assert_eq!(read("/x.ts?read=uring"), FileRead::Auto, "a plain path takes no options");
+        assert_eq!(read("file:///x.ts?read=auto"), FileRead::Auto);
+        assert_eq!(read("file:///x.ts?read=mmap&loop=1"), FileRead::Mmap);
+        assert_eq!(read("file:///tmp/fifo?loop=0&read=uring&pace=none"), FileRead::Uring);
+        let e = err_says("file:///x.ts?read=direct", "'read'");
+        assert!(e.to_string().contains("auto, mmap or uring"), "{e}");
+        err_says("file:///x.ts?read=URING", "'read'");
+        err_says("file:///x.ts?read=", "'read'");
+        assert_eq!(err("file:///x.ts?read=mmap&read=uring"), UrlError::DuplicateOption { key: "read" });
+        for r in [FileRead::Auto, FileRead::Mmap, FileRead::Uring] {
+            assert_eq!(read(&format!("file:///x.ts?read={r}")), r);
+        }
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //! keeps its invariants (port nonzero, rcvbuf and pkt_size in range, SSM
 //! sources only with a multicast group and of its family) and its `Display`
 //! parses back to the same spec and displays the same again; a plain path
-//! comes back unchanged with no options.
+//! comes back unchanged with no options (`read` left at auto).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use uringest::url::{InputSpec, MAX_PKT_SIZE, MAX_RCVBUF, MAX_SOURCES, MIN_PKT_SIZE, MIN_RCVBUF, parse_input};
+use uringest::url::{FileRead, InputSpec, MAX_PKT_SIZE, MAX_RCVBUF, MAX_SOURCES, MIN_PKT_SIZE, MIN_RCVBUF, parse_input};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&m, rest)) = data.split_first() else { return };
@@ -53,10 +53,10 @@ fuzz_target!(|data: &[u8]| {
                 other => panic!("Display {shown:?} of {input:?} does not parse back: {other:?}"),
             }
         }
-        Ok(InputSpec::File { path, looping, pace }) => {
+        Ok(InputSpec::File { path, looping, pace, read }) => {
             if !input.contains("://") {
                 assert_eq!(path.as_os_str(), input.as_str());
-                assert!(looping.is_none() && pace.is_none());
+                assert!(looping.is_none() && pace.is_none() && read == FileRead::Auto);
             } else {
                 assert!(path.is_absolute(), "file URL gave a relative path");
             }

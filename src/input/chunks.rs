@@ -4,18 +4,19 @@
 //! The file's bytes are one `Bytes` over the mapping (`Bytes::from_owner`),
 //! so a chunk of a 188-byte file is a slice of the page cache: no copy.
 //! 192- and 204-byte packets are copied out to 188 (the one counted copy).
-//! Framing follows `ts::framing`: garbage is skipped and counted, a lost
-//! sync byte is a sync loss and the packets are found again after it.
+//! Framing follows `ts::framing` through the streaming `framer` (here fed
+//! one window, the whole file): garbage is skipped and counted, a lost sync
+//! byte is a sync loss and the packets are found again after it.
 //!
 //! With `looping`, the chunks start over at the first packet when the file
 //! ends; [`FileChunks::iteration`] says which pass a chunk belongs to, so a
 //! caller can make the seam continuous (timestamps, continuity counters).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::file::MappedFile;
-use crate::ts::framing::{PacketSize, SyncTracker};
-use crate::ts::packet::{PACKET_LEN, SYNC_BYTE};
+use super::framer::Framer;
+use crate::ts::framing::PacketSize;
 
 /// Packets per chunk by default: 7 (one UDP datagram's worth) would make a
 /// file source do far more work per byte than needed; 64 packets (12 KiB)
@@ -40,17 +41,10 @@ pub struct ChunkCounters {
 /// Chunks of a whole file.
 pub struct FileChunks {
     data: Bytes,
-    sync: SyncTracker,
-    /// Sync position of the next packet, while locked.
-    locked: Option<usize>,
-    /// Where the next sync search starts.
-    search: usize,
-    /// Bytes accounted so far in this pass.
-    accounted: usize,
+    framer: Framer,
     looping: bool,
-    chunk_packets: usize,
     iteration: u64,
-    counters: ChunkCounters,
+    loops: u64,
     /// Whether the current pass produced any packet (a pass without one
     /// ends the source even when looping).
     pass_had_packets: bool,
@@ -64,18 +58,10 @@ impl FileChunks {
 
     /// Chunks of bytes already in memory (a file's contents, a fuzz input).
     pub fn from_bytes(data: Bytes, looping: bool, chunk_packets: usize) -> FileChunks {
-        FileChunks {
-            data,
-            sync: SyncTracker::default(),
-            locked: None,
-            search: 0,
-            accounted: 0,
-            looping,
-            chunk_packets: chunk_packets.max(1),
-            iteration: 0,
-            counters: ChunkCounters::default(),
-            pass_had_packets: false,
-        }
+        let mut framer = Framer::new(chunk_packets);
+        // The whole mapping is one window: no carry, ever.
+        framer.push(data.clone(), true);
+        FileChunks { data, framer, looping, iteration: 0, loops: 0, pass_had_packets: false }
     }
 
     /// The pass over the file the last chunk came from (0 for the first).
@@ -85,96 +71,39 @@ impl FileChunks {
 
     /// The wire packet size found, once known.
     pub fn packet_size(&self) -> Option<PacketSize> {
-        self.sync.first_size()
+        self.framer.sync().first_size()
     }
 
     /// Counters so far.
     pub fn counters(&self) -> ChunkCounters {
-        ChunkCounters { sync_losses: self.sync.sync_losses(), ..self.counters }
+        ChunkCounters { loops: self.loops, ..self.framer.counters() }
     }
 
     /// The next chunk, or `None` at the end of the file (never, when
     /// looping over a file that holds packets).
     pub fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(chunk) = self.next_in_pass() {
+            if let Some(chunk) = self.framer.next_chunk() {
                 self.pass_had_packets = true;
                 return Some(chunk);
             }
             // The pass is over: what is left is garbage or a cut packet.
-            self.counters.skipped_bytes += (self.data.len() - self.accounted) as u64;
+            self.framer.end_pass();
             if !self.looping || !self.pass_had_packets {
                 return None;
             }
             self.iteration += 1;
-            self.counters.loops += 1;
+            self.loops += 1;
             self.pass_had_packets = false;
-            self.locked = None;
-            self.search = 0;
-            self.accounted = 0;
+            self.framer.push(self.data.clone(), true);
         }
-    }
-
-    fn next_in_pass(&mut self) -> Option<Bytes> {
-        let buf = &self.data[..];
-        let pos = match self.locked {
-            Some(pos) => pos,
-            None => {
-                let pos = self.sync.acquire(buf, self.search, true)?;
-                let prefix = self.sync.size().map_or(0, PacketSize::prefix);
-                let unit_start = pos.saturating_sub(prefix).max(self.accounted);
-                self.counters.skipped_bytes += (unit_start - self.accounted) as u64;
-                self.accounted = unit_start;
-                pos
-            }
-        };
-        let size = self.sync.size()?;
-        let stride = size.stride();
-        let mut count = 0;
-        while count < self.chunk_packets {
-            let at = pos + count * stride;
-            if at + PACKET_LEN > buf.len() {
-                break;
-            }
-            if buf[at] != SYNC_BYTE {
-                break;
-            }
-            count += 1;
-        }
-        let next = pos + count * stride;
-        let lost = next + PACKET_LEN <= buf.len() && buf[next] != SYNC_BYTE && count < self.chunk_packets;
-        if lost {
-            self.sync.lose();
-            self.locked = None;
-            self.search = next + 1;
-        } else {
-            self.locked = Some(next);
-        }
-        if count == 0 {
-            // Nothing fits here: either the file ends or sync was lost at
-            // once; the caller's loop (or the next call) carries on.
-            return if lost { self.next_in_pass() } else { None };
-        }
-        self.accounted = (next - size.prefix()).min(buf.len());
-        self.counters.packets += count as u64;
-        Some(match size {
-            PacketSize::Ts188 => self.data.slice(pos..next),
-            _ => {
-                let mut out = BytesMut::with_capacity(count * PACKET_LEN);
-                for k in 0..count {
-                    let at = pos + k * stride;
-                    out.extend_from_slice(&buf[at..at + PACKET_LEN]);
-                }
-                self.counters.normalised_packets += count as u64;
-                out.freeze()
-            }
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ts::packet::{PACKET_LEN, SYNC_BYTE};
     use std::path::Path;
 
     fn fixture(name: &str) -> MappedFile {

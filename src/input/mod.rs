@@ -2,6 +2,9 @@
 
 pub mod chunks;
 pub mod file;
+pub mod framer;
 pub mod playout;
+#[cfg(not(loom))]
+pub mod read;
 #[cfg(not(loom))]
 pub mod udp;

@@ -525,6 +525,11 @@ mod tests {
                 // One 204-byte packet plus stray bytes cannot be told from
                 // one 188-byte packet plus more: the rule reads 188.
                 prop_assert_eq!((size, packets_found), (PacketSize::Ts188, 1));
+            } else if stride == 188 && n == 1 && tail == 16 {
+                // And the converse: 188 + 16 stray bytes is exactly one
+                // 204-byte packet (its 16 bytes of parity), which fits the
+                // datagram with nothing left over, so the rule reads 204.
+                prop_assert_eq!((size, packets_found, odd), (PacketSize::Rs204, 1, 0));
             } else {
                 prop_assert_eq!(size.stride(), stride);
                 prop_assert_eq!(packets_found, n);

@@ -17,7 +17,7 @@
 mod cmsg;
 mod epoll;
 pub mod socket;
-mod sys;
+pub(crate) mod sys;
 mod uring;
 
 use std::io;
