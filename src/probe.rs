@@ -2,15 +2,17 @@
 //! summarised.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::input::file::{FileError, MappedFile};
+use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
 use crate::input::udp::{UdpError, UdpInput, UdpStats};
 use crate::shard::backend::{self, BackendError, IoChoice};
-use crate::shard::{ShardError, Shards};
+use crate::shard::{Backend, ShardError, Shards};
 use crate::ts::analyze::{Analyzer, Report};
 use crate::url::{InputSpec, UdpSpec, UrlError, parse_input};
 
@@ -47,6 +49,14 @@ pub enum ProbeError {
         /// Datagrams dropped as not TS.
         non_ts: u64,
     },
+    /// A file read into buffers (a FIFO) gave no bytes in the time given.
+    #[error("{url}: nothing read in {secs} s (no writer on the FIFO?)")]
+    Silent {
+        /// The input as given.
+        url: String,
+        /// Seconds waited.
+        secs: f64,
+    },
     /// Packets cover less than half of the input (see [`probe`]).
     #[error(
         "{url}: not an MPEG-TS stream (packets at 188, 192 or 204-byte spacing cover {packet_bytes} of {bytes} bytes)"
@@ -67,8 +77,9 @@ pub struct ProbeReport {
     /// The stream analysis.
     #[serde(flatten)]
     pub stream: Report,
-    /// How the input was read: `mmap` for files, the shard backend
-    /// (`io_uring` or `epoll`) for live inputs.
+    /// How the input was read: `mmap` for mapped files, `io_uring` or
+    /// `epoll` (the shard backend) for live inputs, `io_uring read` or
+    /// `epoll read` for files read into buffers (FIFOs, `read=uring`).
     pub io: &'static str,
     /// Receive and loss counters of a live input.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,8 +89,10 @@ pub struct ProbeReport {
 /// How to probe.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeOptions {
-    /// Files: stream time to read, by PCR. Live inputs: wall-clock seconds
-    /// to listen ([`DEFAULT_LIVE_SECS`] when `None`).
+    /// Mapped files: stream time to read, by PCR. Live inputs: wall-clock
+    /// seconds to listen ([`DEFAULT_LIVE_SECS`] when `None`). Files read
+    /// into buffers (a FIFO may never end): wall-clock seconds, or to the
+    /// end when `None`.
     pub duration_secs: Option<f64>,
     /// The I/O backend for live inputs.
     pub io: IoChoice,
@@ -94,7 +107,10 @@ pub struct ProbeOptions {
 /// garbage is better reported as broken than summarised.
 pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
     match parse_input(url)? {
-        InputSpec::File { path, .. } => {
+        InputSpec::File { path, read, .. } => {
+            if resolve(&path, read)? == FileMethod::Read {
+                return probe_read(url, path, options);
+            }
             let file = MappedFile::open(&path)?;
             let mut analyzer = Analyzer::new();
             match options.duration_secs {
@@ -102,15 +118,55 @@ pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError
                 // A duration usually stops early, within the first half.
                 Some(_) => analyzer.analyze(file.bytes(), options.duration_secs),
             };
-            let stream = analyzer.report(url);
-            let packet_bytes = stream.ts_packets * stream.packet_size.unwrap_or(188) as u64;
-            if packet_bytes == 0 || packet_bytes < stream.bytes / 2 {
-                return Err(ProbeError::NotTs { url: url.to_owned(), bytes: stream.bytes, packet_bytes });
-            }
-            Ok(ProbeReport { stream, io: "mmap", input: None })
+            Ok(ProbeReport { stream: file_report(url, &analyzer)?, io: "mmap", input: None })
         }
         InputSpec::Udp(spec) => probe_udp(url, spec, options),
     }
+}
+
+/// The report of a file, refused when it is not MPEG-TS.
+fn file_report(url: &str, analyzer: &Analyzer) -> Result<Report, ProbeError> {
+    let stream = analyzer.report(url);
+    let packet_bytes = stream.ts_packets * stream.packet_size.unwrap_or(188) as u64;
+    if packet_bytes == 0 || packet_bytes < stream.bytes / 2 {
+        return Err(ProbeError::NotTs { url: url.to_owned(), bytes: stream.bytes, packet_bytes });
+    }
+    Ok(stream)
+}
+
+/// Reads a file into buffers on one shard (io_uring fixed-buffer reads, or
+/// plain reads on epoll) and analyzes its chunks there.
+fn probe_read(url: &str, path: PathBuf, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
+    let backend = backend::detect(options.io)?;
+    let limit = options.duration_secs.map(Duration::from_secs_f64);
+    let shards = Shards::start(1, backend, false)?;
+    let done = shards.spawn(move || async move {
+        let mut reader = ReadChunks::open(&path, backend, ReadOptions::default())?;
+        let mut analyzer = Analyzer::new();
+        let deadline = tokio::time::sleep(limit.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                chunk = reader.next_chunk() => match chunk? {
+                    Some(chunk) => analyzer.push_chunk(&chunk),
+                    None => break,
+                },
+                () = &mut deadline, if limit.is_some() => break,
+            }
+        }
+        Ok::<_, FileError>(analyzer)
+    })?;
+    let outcome = done.blocking_recv().map_err(|_| ShardError::Stopped(0))?;
+    shards.shutdown();
+    let analyzer = outcome?;
+    if let (Some(secs), 0) = (options.duration_secs, analyzer.report(url).bytes) {
+        return Err(ProbeError::Silent { url: url.to_owned(), secs });
+    }
+    let io = match backend {
+        Backend::Uring => "io_uring read",
+        Backend::Epoll => "epoll read",
+    };
+    Ok(ProbeReport { stream: file_report(url, &analyzer)?, io, input: None })
 }
 
 /// Listens to a UDP input on one shard for the duration and analyzes what

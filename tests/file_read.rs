@@ -12,26 +12,17 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::backends;
 use uringest::input::chunks::{ChunkCounters, FileChunks};
 use uringest::input::file::{FileError, MappedFile};
 use uringest::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
-use uringest::shard::backend::detect;
-use uringest::shard::{Backend, IoChoice, Shards};
+use uringest::shard::{Backend, Shards};
 use uringest::url::FileRead;
 
 /// Longest any one test waits for its shard.
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Chunks read at most from one source (bounds every read loop).
 const MAX_CHUNKS: usize = 1_000_000;
-
-fn backends() -> Vec<Backend> {
-    let mut out = vec![Backend::Epoll];
-    match detect(IoChoice::Uring) {
-        Ok(_) => out.push(Backend::Uring),
-        Err(e) => eprintln!("skipping io_uring: {e}"),
-    }
-    out
-}
 
 /// Runs `make`'s future on a fresh one-shard set of `backend`, within
 /// [`DEADLINE`].
@@ -220,10 +211,6 @@ fn a_fifo_fed_in_odd_writes_comes_back_byte_exact_and_ends() {
 
 #[test]
 fn a_fifo_fed_by_ffmpeg_gives_its_packets() {
-    if Command::new("ffmpeg").arg("-version").output().is_err() {
-        eprintln!("skipping: ffmpeg is not installed");
-        return;
-    }
     let input = common::fixture("h264_aac.ts");
     let ffmpeg = |out: &Path| {
         Command::new("ffmpeg")
@@ -232,7 +219,7 @@ fn a_fifo_fed_by_ffmpeg_gives_its_packets() {
             .args(["-c", "copy", "-f", "mpegts"])
             .arg(out)
             .spawn()
-            .expect("ffmpeg")
+            .expect("ffmpeg must be installed (the README's test command installs it)")
     };
     let dir = tempfile::tempdir().unwrap();
     // The same muxing into a regular file: what the FIFO must deliver.
@@ -295,4 +282,46 @@ fn auto_maps_regular_files_and_reads_fifos() {
         let read = read_file(backend, Path::new("/dev/null"), ReadOptions::default(), usize::MAX).unwrap();
         assert_eq!((read.bytes.len(), read.chunks), (0, 0), "{backend}");
     }
+}
+
+/// `uringest probe` of a FIFO that ffmpeg writes: read into buffers on each
+/// backend, and the same packet count and PIDs as probe of the file ffmpeg
+/// writes with the same arguments.
+#[test]
+fn probe_reads_a_fifo_written_by_ffmpeg() {
+    let input = common::fixture("h264_aac.ts");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.ts");
+    let ffmpeg = |out: &Path| {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(out)
+            .spawn()
+            .expect("ffmpeg must be installed (the README's test command installs it)")
+    };
+    assert!(ffmpeg(&reference).wait().unwrap().success());
+    let expected = common::probe_json(&reference);
+    for io in ["uring", "epoll"] {
+        let fifo = mkfifo(dir.path());
+        let mut child = ffmpeg(&fifo);
+        // --duration bounds the wait should ffmpeg never open the FIFO.
+        let out = common::uringest(&["probe", "--json", "--io", io, "--duration", "30", fifo.to_str().unwrap()]);
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::remove_file(&fifo).unwrap();
+        assert!(out.status.success(), "{io}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let name = if io == "uring" { "io_uring read" } else { "epoll read" };
+        assert_eq!(got["io"], name);
+        assert_eq!(got["ts_packets"], expected["ts_packets"], "{io}");
+        assert_eq!(got["pids"], expected["pids"], "{io}");
+        assert_eq!(got["programs"], expected["programs"], "{io}");
+    }
+    // No writer: a clear error once --duration has passed, not a hang.
+    let fifo = mkfifo(dir.path());
+    let out = common::uringest(&["probe", "--duration", "0.5", fifo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing read in 0.5 s"));
 }
