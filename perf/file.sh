@@ -39,8 +39,9 @@ for io in uring epoll; do
   "$bin" bench pace --json --io "$io" --duration "$pace_secs" "$work"/loop*.ts | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"  {r[\"io\"]:8}  CPU {r[\"cpu_percent_of_core\"]:5.1f} % of a core in all (target < 20), {r[\"cpu_percent_per_stream\"]:.2f} % per stream;"
-      f" |error| p50 {r[\"error_abs_p50_us\"]:.0f} us, p99 {r[\"error_abs_p99_us\"]:.0f} us (target < 2000);"
-      f" median {r[\"error_p50_us\"]:+.0f} us, range {r[\"error_min_us\"]:+.0f} to {r[\"error_max_us\"]:+.0f} us;"
-      f" {r[\"bits_per_sec_per_stream\"]/1e6:.2f} Mbit/s per stream, {r[\"loops\"]} seams, {r[\"stalls\"]} stalls")'
+print("  %-8s  CPU %5.1f %% of a core in all (target < 20), %.2f %% per stream;" % (r["io"], r["cpu_percent_of_core"], r["cpu_percent_per_stream"]))
+print("            |error| p50 %.0f us, p99 %.0f us (target < 2000); median %+.0f us, range %+.0f to %+.0f us;"
+      % (r["error_abs_p50_us"], r["error_abs_p99_us"], r["error_p50_us"], r["error_min_us"], r["error_max_us"]))
+print("            %.2f Mbit/s per stream, %.0f wake-ups/s per stream, %d seams, %d stalls"
+      % (r["bits_per_sec_per_stream"] / 1e6, r["wakeups_per_sec_per_stream"], r["loops"], r["stalls"]))'
 done

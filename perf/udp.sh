@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # UDP ingest on loopback, in one run: a paced sender (`uringest bench send`)
 # pinned to core 0, and on core 1, in turn, uringest on io_uring, uringest
-# on epoll, and a plain recvmmsg(64) receiver with and without UDP GRO
-# (examples/recvmmsg_baseline.rs). Prints per receiver and sender mode:
+# on epoll (`uringest bench recv`: the udp:// input, classifying and
+# counting every datagram and dropping the chunks, without probe's per-PID
+# analysis), and a plain recvmmsg(64) receiver with and without UDP GRO
+# (examples/recvmmsg_baseline.rs, which checks sync bytes and counts). Prints per receiver and sender mode:
 # datagrams/s received at the highest send rate (`--rate max`: the sender
 # unpaced), and at fixed 1 and 3 Gbit/s (UDP payload) the loss and the CPU
 # per received datagram (the receiver's user+system time over the run
@@ -46,7 +48,7 @@ def free_port():
 def receiver_cmd(kind, port, listen):
     if kind in ("io_uring", "epoll"):
         io = "uring" if kind == "io_uring" else "epoll"
-        return ["taskset", "-c", "1", bin_, "probe", "--json", "--io", io,
+        return ["taskset", "-c", "1", bin_, "bench", "recv", "--json", "--io", io,
                 "--duration", f"{listen:.2f}", f"udp://127.0.0.1:{port}?rcvbuf=64M"]
     cmd = ["taskset", "-c", "1", baseline, "--bind", f"127.0.0.1:{port}",
            "--duration", f"{listen:.2f}", "--rcvbuf", str(64 << 20)]
@@ -58,8 +60,7 @@ def received(kind, out):
     """Datagrams received, kernel drops, receiver's own (pool) drops."""
     r = json.loads(out)
     if kind in ("io_uring", "epoll"):
-        i = r["input"]
-        return i["datagrams"], i["kernel_drops"], i.get("pool_drops", 0)
+        return r["datagrams"], r["kernel_drops"], r.get("pool_drops", 0)
     return r["datagrams"], r.get("kernel_drops", 0), 0
 
 def run(kind, rate, gso):

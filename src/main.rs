@@ -1,6 +1,7 @@
 //! The `uringest` command line. The only place that prints and picks exit
 //! codes: 0 success, 2 for anything wrong with the operator's input.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -72,6 +73,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Receive a udp:// input on one shard and drop what arrives: the
+    /// receive path alone, for perf/udp.sh. Prints the input's counters.
+    Recv {
+        /// udp://group:port?options, as for probe.
+        url: String,
+        /// Seconds to listen.
+        #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+        duration: f64,
+        /// I/O backend: auto, uring or epoll.
+        #[arg(long, value_name = "BACKEND", default_value = "auto")]
+        io: uringest::shard::IoChoice,
+        /// Print one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Play files looped and paced by PCR, many at once, and report the CPU
     /// they cost and how late emissions are against their PCR time.
     Pace {
@@ -104,21 +120,27 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Prints `value` as JSON or as text, and the exit code for that.
+/// Prints `value` as JSON or as text, and the exit code for that. A closed
+/// pipe (`uringest probe … | head`) is not an error.
 fn print_report<T: serde::Serialize>(value: &T, json: bool, text: impl FnOnce(&T) -> String) -> ExitCode {
-    if !json {
-        print!("{}", text(value));
-        return ExitCode::SUCCESS;
-    }
-    match serde_json::to_string_pretty(value) {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
+    let out = if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(out) => out + "\n",
+            Err(e) => {
+                eprintln!("uringest: cannot encode report: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-        Err(e) => {
-            eprintln!("uringest: cannot encode report: {e}");
+    } else {
+        text(value)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("uringest: cannot write the report: {e}");
             ExitCode::FAILURE
         }
+        _ => ExitCode::SUCCESS,
     }
 }
 
@@ -181,6 +203,15 @@ fn main() -> ExitCode {
         }
         Command::Bench { command: BenchCommand::Send { url, rate, duration, pkt, gso, core, ttl, json } } => {
             bench_send(&url, rate, duration, pkt, gso, core, ttl, json)
+        }
+        Command::Bench { command: BenchCommand::Recv { url, duration, io, json } } => {
+            match uringest::bench::recv::run(&url, std::time::Duration::from_secs_f64(duration), io) {
+                Ok(report) => print_report(&report, json, uringest::bench::recv::render_text),
+                Err(e) => {
+                    eprintln!("uringest: bench recv: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Bench { command: BenchCommand::Pace { files, streams, duration, shards, io, quantum_us, json } } => {
             let options = uringest::bench::pace::PaceBenchOptions {

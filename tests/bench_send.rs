@@ -199,3 +199,39 @@ fn max_rate_reports_null_target() {
     assert!(got.datagrams > 0);
     assert_eq!(got.malformed, 0, "{got:?}");
 }
+
+/// `bench recv` on each backend counts exactly what `bench send` sent,
+/// with and without GSO (the receiver's GRO batches split back into
+/// datagrams by the counters).
+#[test]
+fn bench_recv_counts_every_datagram_sent() {
+    for io in ["uring", "epoll"] {
+        for gso in [false, true] {
+            let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let url = format!("udp://127.0.0.1:{port}");
+            let rx = Command::new(BIN)
+                .args(["bench", "recv", "--json", "--io", io, "--duration", "3", &url])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Let the receiver bind before the first datagram.
+            thread::sleep(Duration::from_millis(700));
+            let mut args = vec![url.as_str(), "--rate", "100M", "--duration", "1", "--json"];
+            if gso {
+                args.push("--gso");
+            }
+            let tx = bench_send(&args);
+            assert!(tx.status.success(), "{}", String::from_utf8_lossy(&tx.stderr));
+            let sent: Value = serde_json::from_slice(&tx.stdout).unwrap();
+            let out = rx.wait_with_output().unwrap();
+            assert!(out.status.success(), "{io}: {}", String::from_utf8_lossy(&out.stderr));
+            let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(got["io"], if io == "uring" { "io_uring" } else { "epoll" });
+            assert_eq!(got["datagrams"], sent["datagrams"], "{io} gso={gso}");
+            assert_eq!(got["ts_packets"], sent["packets"], "{io} gso={gso}");
+            assert_eq!(got["kernel_drops"], 0, "{io} gso={gso}");
+            assert_eq!(got["pool_drops"], 0, "{io} gso={gso}");
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //!   count loss exactly; [`rate`] (rate and duration parsing, the deadline
 //!   schedule), [`payload`] (the transport stream in the datagrams) and
 //!   [`socket`] (the destination URL and socket options) serve it.
+//! - [`recv`]: `bench recv` receives a `udp://` input and drops what it
+//!   gets, to measure the receive path alone.
 //! - [`pace`]: `bench pace` plays many looped files by PCR on the shards and
 //!   measures CPU and pacing error.
 //!
@@ -14,6 +16,7 @@
 pub mod pace;
 pub mod payload;
 pub mod rate;
+pub mod recv;
 pub mod send;
 pub mod socket;
 mod sys;

@@ -6,11 +6,13 @@
 //! per [`DriveOptions::quantum`] (1 ms): measured with 32 streams of
 //! 5 Mbit/s, waking for every packet's due time (about 3300 times a second
 //! each) cost 62 % of a core, waking at most once a millisecond
-//! a fraction of that (perf/file.sh has the figures). To keep emission centred on the PCR
-//! time rather than up to a quantum late, each wake-up releases what is due
-//! up to half a quantum ahead: emission is within about ±0.5 ms of the PCR
-//! time plus the wake-up latency. Everything released at one wake-up is
-//! published as one batch (one reader wake-up).
+//! 13 % (perf/file.sh). To keep emission centred on the PCR time rather
+//! than up to a quantum late, each wake-up releases what is due up to half
+//! a quantum ahead: each packet goes out within about ±0.5 ms of its PCR
+//! time plus the wake-up latency. [`PacingErrors`] records an emission by
+//! its earliest packet, so its figures lean late by up to half a quantum.
+//! Everything released at one wake-up is published as one batch (one reader
+//! wake-up).
 //!
 //! The wait is on a [`PreciseTimer`]: tokio's timer wheel would add up to
 //! 2 ms (it rounds to the millisecond and parks in whole milliseconds).

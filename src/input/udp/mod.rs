@@ -146,8 +146,14 @@ impl UdpInput {
                 Receiver::Uring(Box::new(uring::UringReceiver::new(opened.socket, config).map_err(receiver_err)?))
             }
             Backend::Epoll => Receiver::Epoll(Box::new(
-                epoll::EpollReceiver::new(opened.socket, usize::from(POOL_BUFFERS), spec.pkt_size, HEAP_CAP)
-                    .map_err(receiver_err)?,
+                epoll::EpollReceiver::new(
+                    opened.socket,
+                    usize::from(POOL_BUFFERS),
+                    spec.pkt_size,
+                    HEAP_CAP,
+                    BATCH_WINDOW,
+                )
+                .map_err(receiver_err)?,
             )),
         };
         Ok(UdpInput {

@@ -211,3 +211,48 @@ pub fn clear_eventfd(fd: &impl AsRawFd) {
     // SAFETY: reads 8 bytes into a local u64.
     let _ = unsafe { libc::read(fd.as_raw_fd(), (&raw mut value).cast::<libc::c_void>(), 8) };
 }
+
+/// A private epoll instance watching `fd` for input, one-shot: after it
+/// reports, it stays silent until [`rearm`]. The epoll descriptor is what
+/// the shard's reactor waits on, so datagrams arriving while the watch is
+/// disarmed wake nobody.
+pub fn oneshot_epoll(fd: &impl AsRawFd) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned below.
+    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let epoll = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    ctl(epoll.as_raw_fd(), fd.as_raw_fd(), libc::EPOLL_CTL_ADD)?;
+    Ok(epoll)
+}
+
+fn ctl(epoll: RawFd, watched: RawFd, op: libc::c_int) -> io::Result<()> {
+    let mut event = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32, u64: 0 };
+    // SAFETY: `event` is a valid epoll_event for the call.
+    if unsafe { libc::epoll_ctl(epoll, op, watched, &mut event) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Re-arms the one-shot watch of `watched` in `epoll` ([`oneshot_epoll`]).
+/// If input is already waiting, the epoll descriptor becomes readable at
+/// once.
+pub fn rearm(epoll: &impl AsRawFd, watched: &impl AsRawFd) -> io::Result<()> {
+    ctl(epoll.as_raw_fd(), watched.as_raw_fd(), libc::EPOLL_CTL_MOD)
+}
+
+/// Takes the pending report of a one-shot epoll without waiting; whether
+/// there was one.
+pub fn take_report(epoll: &impl AsRawFd) -> io::Result<bool> {
+    let mut event = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: room for one event, which is the maximum passed.
+    let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), &mut event, 1, 0) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(err) };
+    }
+    Ok(n > 0)
+}
