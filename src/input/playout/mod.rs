@@ -27,6 +27,7 @@
 //! [`PaceError::NoPcr`] rather than paced by PTS (see `ts::pace`). Memory
 //! held ahead of emission is bounded by the pacer's gap limit (2 MiB).
 
+#[cfg(not(loom))]
 pub mod drive;
 
 use std::collections::VecDeque;
