@@ -254,3 +254,65 @@ fn ssm_takes_only_the_named_source() {
         assert_eq!(stats.datagrams.datagrams, 20, "{backend}: the other source was filtered");
     }
 }
+
+/// A consumer that holds every chunk it gets never stalls the receiver:
+/// past the pool, datagrams are copied to the heap, past the heap cap
+/// (32 MiB) they are dropped, and every one is counted. Sent: 30 000
+/// datagrams of 1316 bytes (39 MB), in bursts the socket buffer absorbs.
+#[test]
+fn held_buffers_fall_back_to_the_heap_then_drop_and_count() {
+    const SENT: u64 = 30_000;
+    for backend in backends() {
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let InputSpec::Udp(spec) = parse_input(&format!("udp://127.0.0.1:{port}?rcvbuf=64M")).unwrap() else {
+            panic!("not udp")
+        };
+        let shards = Shards::start(1, backend, false).unwrap();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let done = shards
+            .spawn(move || async move {
+                let mut input = UdpInput::open(&spec, backend).unwrap();
+                addr_tx.send(input.local_addr()).unwrap();
+                // Never cleared: every chunk stays held.
+                let mut held: Vec<Bytes> = Vec::new();
+                let deadline = tokio::time::sleep(Duration::from_secs(20));
+                tokio::pin!(deadline);
+                loop {
+                    let s = input.stats();
+                    if s.datagrams.datagrams + s.recv.pool_drops + s.recv.kernel_drops >= SENT {
+                        break;
+                    }
+                    // Once past the heap cap every datagram is dropped and
+                    // read_batch has nothing to return: look at the counters
+                    // every 50 ms.
+                    tokio::select! {
+                        r = input.read_batch(&mut held) => r.unwrap(),
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = &mut deadline => break,
+                    }
+                }
+                (held.iter().map(|c| c.len()).sum::<usize>(), input.stats())
+            })
+            .unwrap();
+        let addr = addr_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for n in 0..SENT as u32 {
+            tx.send_to(&ts_datagram(n), addr).unwrap();
+            if n % 2000 == 1999 {
+                // Let the receiver keep up: the point is the pool, not the
+                // socket buffer.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let (held_bytes, stats) = done.blocking_recv().unwrap();
+        let (d, r) = (&stats.datagrams, &stats.recv);
+        assert_eq!(r.kernel_drops, 0, "{backend}");
+        assert_eq!(d.datagrams + r.pool_drops, SENT, "{backend}: every datagram received or counted as dropped");
+        assert_eq!(held_bytes as u64, d.datagrams * 1316, "{backend}");
+        assert!(r.pool_fallbacks > 0, "{backend}: heap copies once the pool is held");
+        assert!(r.pool_drops > 0, "{backend}: drops past the heap cap");
+        // The cap bounds the heap copies: 32 MiB of 1316-byte datagrams.
+        assert!(r.pool_fallbacks <= (32 << 20) / 1316 + 1, "{backend}: {} heap copies", r.pool_fallbacks);
+        shards.shutdown();
+    }
+}

@@ -39,6 +39,12 @@ use cmsg::{CONTROL_LEN, Control};
 const POOL_BUFFERS: u16 = 512;
 /// Bytes of heap copies one input may keep alive when its pool runs low.
 const HEAP_CAP: usize = 32 << 20;
+/// Buffers the io_uring receiver keeps in its provided-buffer ring. The
+/// ring is consumed in order, so with all 512 buffers in it every datagram
+/// landed in a cold buffer; keeping 128 in it and returning the most
+/// recently freed first cut the CPU per datagram behind a GSO sender at
+/// 3 Gbit/s from 226 to 169 ns (32: 195 ns, 256: 216 ns).
+const RING_FILL: usize = 128;
 /// How long the io_uring receiver lets completions gather.
 const BATCH_WINDOW: Duration = Duration::from_millis(1);
 
@@ -142,6 +148,7 @@ impl UdpInput {
                     buffer_size,
                     batch_window: BATCH_WINDOW,
                     heap_cap: HEAP_CAP,
+                    ring_fill: RING_FILL,
                 };
                 Receiver::Uring(Box::new(uring::UringReceiver::new(opened.socket, config).map_err(receiver_err)?))
             }

@@ -59,6 +59,9 @@ pub struct UringConfig {
     pub batch_window: Duration,
     /// Bytes of heap copies alive at once before datagrams are dropped.
     pub heap_cap: usize,
+    /// Buffers kept in the provided-buffer ring; the rest wait on a stack
+    /// and the most recently returned go back first.
+    pub ring_fill: usize,
 }
 
 /// A multishot receiver on one socket.
@@ -73,6 +76,8 @@ pub struct UringReceiver {
     msghdr: Box<libc::msghdr>,
     config: UringConfig,
     in_ring: usize,
+    /// Free buffers outside the ring, most recently returned last.
+    spare: Vec<u16>,
     armed: bool,
     /// Completions taken from the queue, reused between calls.
     cqes: Vec<(u64, i32, u32)>,
@@ -96,7 +101,9 @@ impl UringReceiver {
             .build(16)?;
         let pool = BufferPool::new(usize::from(config.buffers), config.buffer_size).map_err(io::Error::other)?;
         let mut bufring = BufRing::register(&ring.submitter(), config.buffers, GROUP)?;
-        for id in 0..config.buffers {
+        let fill = config.ring_fill.clamp(1, usize::from(config.buffers));
+        let mut spare: Vec<u16> = (0..config.buffers).rev().collect();
+        for id in spare.split_off(usize::from(config.buffers) - fill).into_iter().rev() {
             if let Some(ptr) = pool.buffer_ptr(id) {
                 bufring.push(id, ptr, config.buffer_size as u32);
             }
@@ -122,7 +129,8 @@ impl UringReceiver {
             socket,
             msghdr,
             config,
-            in_ring: usize::from(config.buffers),
+            in_ring: fill,
+            spare,
             armed: false,
             cqes: Vec::with_capacity(usize::from(config.buffers) * 2),
         })
@@ -154,18 +162,20 @@ impl UringReceiver {
         }
     }
 
-    /// Pushes returned buffers back into the ring.
+    /// Tops the ring up to `ring_fill` buffers, the most recently returned
+    /// first.
     fn recycle(&mut self) {
-        let (pool, bufring, size) = (&self.pool, &mut self.bufring, self.config.buffer_size as u32);
-        let mut back = 0;
-        pool.reclaim(|id| {
-            if let Some(ptr) = pool.buffer_ptr(id) {
-                bufring.push(id, ptr, size);
-                back += 1;
+        let spare = &mut self.spare;
+        self.pool.reclaim(|id| spare.push(id));
+        let fill = self.config.ring_fill.min(usize::from(self.config.buffers));
+        while self.in_ring < fill {
+            let Some(id) = self.spare.pop() else { break };
+            if let Some(ptr) = self.pool.buffer_ptr(id) {
+                self.bufring.push(id, ptr, self.config.buffer_size as u32);
+                self.in_ring += 1;
             }
-        });
-        self.in_ring += back;
-        bufring.publish();
+        }
+        self.bufring.publish();
     }
 
     fn arm(&mut self) -> io::Result<()> {
@@ -218,7 +228,7 @@ impl UringReceiver {
             // is done writing it.
             let Some(buffer) = (unsafe { self.pool.lend(id, 0, result as usize) }) else { continue };
             let Some(datagram) = self.parse(&buffer, counters) else { continue };
-            if self.in_ring * 4 < usize::from(self.config.buffers) {
+            if (self.in_ring + self.spare.len()) * 4 < usize::from(self.config.buffers) {
                 // Consumers hold most buffers: copy, and let this one go
                 // back to the ring.
                 match self.heap.copy(&datagram.payload) {
