@@ -10,7 +10,8 @@ use thiserror::Error;
 
 use crate::input::file::{FileError, MappedFile};
 use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
-use crate::input::udp::{UdpError, UdpInput, UdpStats};
+use crate::input::udp::UdpStats;
+use crate::input::udp::listen::{ListenError, listen_for};
 use crate::shard::backend::{self, BackendError, IoChoice};
 use crate::shard::{Backend, ShardError, Shards};
 use crate::ts::analyze::{Analyzer, Report};
@@ -36,7 +37,7 @@ pub enum ProbeError {
     Shard(#[from] ShardError),
     /// The UDP input failed.
     #[error(transparent)]
-    Udp(#[from] UdpError),
+    Udp(#[from] ListenError),
     /// A live input delivered no transport packets in the time given.
     #[error("{url}: no MPEG-TS received in {secs} s ({datagrams} datagrams, {non_ts} of them not TS)")]
     NoData {
@@ -174,28 +175,12 @@ fn probe_read(url: &str, path: PathBuf, options: ProbeOptions) -> Result<ProbeRe
 fn probe_udp(url: &str, spec: UdpSpec, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
     let backend = backend::detect(options.io)?;
     let secs = options.duration_secs.unwrap_or(DEFAULT_LIVE_SECS);
-    let shards = Shards::start(1, backend, false)?;
-    let done = shards.spawn(move || async move {
-        let mut input = UdpInput::open(&spec, backend)?;
-        let mut analyzer = Analyzer::new();
-        let mut chunks = Vec::new();
-        let deadline = tokio::time::sleep(Duration::from_secs_f64(secs));
-        tokio::pin!(deadline);
-        loop {
-            chunks.clear();
-            tokio::select! {
-                read = input.read_batch(&mut chunks) => read?,
-                () = &mut deadline => break,
-            }
-            for chunk in &chunks {
+    let (analyzer, stats) =
+        listen_for(spec, backend, Duration::from_secs_f64(secs), Analyzer::new(), |analyzer, chunks| {
+            for chunk in chunks {
                 analyzer.push_chunk(chunk);
             }
-        }
-        Ok::<_, UdpError>((analyzer, input.stats()))
-    })?;
-    let outcome = done.blocking_recv().map_err(|_| ShardError::Stopped(0))?;
-    shards.shutdown();
-    let (analyzer, stats) = outcome?;
+        })?;
     let stream = analyzer.report(url);
     if stream.ts_packets == 0 {
         return Err(ProbeError::NoData {

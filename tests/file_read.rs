@@ -170,6 +170,18 @@ fn looping_a_regular_file_gives_it_three_times() {
     }
 }
 
+/// `ffmpeg -c copy -f mpegts` of `input` to `out` (a file or a FIFO),
+/// started and not waited for.
+fn remux(input: &Path, out: &Path) -> std::process::Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+        .arg(input)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(out)
+        .spawn()
+        .expect("ffmpeg must be installed (the README's test command installs it)")
+}
+
 fn mkfifo(dir: &Path) -> PathBuf {
     let path = dir.join("fifo");
     let status = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
@@ -212,15 +224,7 @@ fn a_fifo_fed_in_odd_writes_comes_back_byte_exact_and_ends() {
 #[test]
 fn a_fifo_fed_by_ffmpeg_gives_its_packets() {
     let input = common::fixture("h264_aac.ts");
-    let ffmpeg = |out: &Path| {
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
-            .arg(&input)
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(out)
-            .spawn()
-            .expect("ffmpeg must be installed (the README's test command installs it)")
-    };
+    let ffmpeg = |out: &Path| remux(&input, out);
     let dir = tempfile::tempdir().unwrap();
     // The same muxing into a regular file: what the FIFO must deliver.
     let reference = dir.path().join("reference.ts");
@@ -292,15 +296,7 @@ fn probe_reads_a_fifo_written_by_ffmpeg() {
     let input = common::fixture("h264_aac.ts");
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.ts");
-    let ffmpeg = |out: &Path| {
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
-            .arg(&input)
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(out)
-            .spawn()
-            .expect("ffmpeg must be installed (the README's test command installs it)")
-    };
+    let ffmpeg = |out: &Path| remux(&input, out);
     assert!(ffmpeg(&reference).wait().unwrap().success());
     let expected = common::probe_json(&reference);
     for io in ["uring", "epoll"] {

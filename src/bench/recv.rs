@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::input::udp::{UdpError, UdpInput, UdpStats};
+use crate::input::udp::UdpStats;
+use crate::input::udp::listen::{ListenError, listen_for};
+use crate::shard::IoChoice;
 use crate::shard::backend::{self, BackendError};
-use crate::shard::{IoChoice, ShardError, Shards};
 use crate::url::{InputSpec, UrlError, parse_input};
 
 /// Why the bench could not run.
@@ -31,12 +32,9 @@ pub enum RecvBenchError {
     /// io_uring was asked for and is missing.
     #[error(transparent)]
     Backend(#[from] BackendError),
-    /// The shard could not run the input.
+    /// The shard or the input failed.
     #[error(transparent)]
-    Shard(#[from] ShardError),
-    /// The input failed.
-    #[error(transparent)]
-    Udp(#[from] UdpError),
+    Listen(#[from] ListenError),
 }
 
 /// What was received.
@@ -57,27 +55,11 @@ pub fn run(url: &str, duration: Duration, io: IoChoice) -> Result<RecvBenchRepor
         return Err(RecvBenchError::NotUdp(url.to_owned()));
     };
     let backend = backend::detect(io)?;
-    let shards = Shards::start(1, backend, false)?;
     let started = SystemClock.now();
-    let done = shards.spawn(move || async move {
-        let mut input = UdpInput::open(&spec, backend)?;
-        let mut chunks = Vec::new();
-        let deadline = tokio::time::sleep(duration);
-        tokio::pin!(deadline);
-        loop {
-            // Dropping the chunks returns their buffers to the pool.
-            chunks.clear();
-            tokio::select! {
-                read = input.read_batch(&mut chunks) => read?,
-                () = &mut deadline => break,
-            }
-        }
-        Ok::<_, UdpError>(input.stats())
-    })?;
-    let outcome = done.blocking_recv().map_err(|_| ShardError::Stopped(0))?;
+    // The chunks are dropped as soon as they are handed over.
+    let ((), stats) = listen_for(spec, backend, duration, (), |(), _chunks| {})?;
     let seconds = (SystemClock.now() - started).as_secs_f64();
-    shards.shutdown();
-    Ok(RecvBenchReport { io: backend.name(), seconds, stats: outcome? })
+    Ok(RecvBenchReport { io: backend.name(), seconds, stats })
 }
 
 /// The human-readable summary.

@@ -16,6 +16,7 @@
 
 mod cmsg;
 mod epoll;
+pub mod listen;
 pub mod socket;
 pub(crate) mod sys;
 mod uring;
