@@ -181,6 +181,12 @@ impl EpollReceiver {
             if out.len() > before {
                 return Ok(());
             }
+            if self.draining {
+                // A full batch all dropped (consumers hold the pool and the
+                // heap cap is reached): let the shard's other tasks, and a
+                // caller's deadline, run before reading on.
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
