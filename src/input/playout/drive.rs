@@ -6,9 +6,9 @@
 //! per [`DriveOptions::quantum`] (1 ms): measured with 32 streams of
 //! 5 Mbit/s, waking for every packet's due time (about 3300 times a second
 //! each) cost 62 % of a core (one run with builds sharing the cores),
-//! waking at most once a millisecond 14-15 % (perf/file.sh, idle). To keep emission centred on the PCR time rather
-//! than up to a quantum late, each wake-up releases what is due up to half
-//! a quantum ahead: each packet goes out within about ±0.5 ms of its PCR
+//! waking at most once a millisecond 14-15 % (perf/file.sh, idle). To keep
+//! emission centred on the PCR time rather than up to a quantum late, each
+//! wake-up releases what is due up to half a quantum ahead: each packet goes out within about ±0.5 ms of its PCR
 //! time plus the wake-up latency. [`PacingErrors`] records an emission by
 //! its earliest packet, so its figures lean late by up to half a quantum.
 //! Everything released at one wake-up is published as one batch (one reader
