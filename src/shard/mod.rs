@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod bufring;
 pub mod pool;
+pub mod ring;
 pub mod timer;
 
 use std::future::Future;

@@ -45,6 +45,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::buffers::{ReadBuffers, Slot};
 use crate::input::udp::sys;
+use crate::shard::ring;
 
 /// user_data of cancel requests (reads use their sequence number, which
 /// never gets this high).
@@ -284,12 +285,7 @@ impl UringReader {
 
     /// Runs deferred completions without waiting and records their results.
     fn collect(&mut self) -> io::Result<()> {
-        let zero = Timespec::new();
-        match self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&zero)) {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
-            Err(e) => return Err(e),
-        }
+        ring::run_deferred(&self.ring)?;
         self.record_completions();
         Ok(())
     }

@@ -44,10 +44,12 @@ const HEAP_CAP: usize = 32 << 20;
 /// ring is consumed in order, so with all 512 buffers in it every datagram
 /// landed in a cold buffer; keeping 128 in it and returning the most
 /// recently freed first cut the CPU per datagram behind a GSO sender at
-/// 3 Gbit/s from 226 to 179 ns (perf/udp.sh, runs before and after). 128
-/// was picked from single runs of 32, 64, 128 and 256, which were close;
-/// fewer buffers run the ring dry more often, more are colder.
-const RING_FILL: usize = 128;
+/// 3 Gbit/s from 226 to 179 ns (perf/udp.sh, runs before and after). Once
+/// the pool was mapped lazily and completions were collected without the
+/// kernel's wait path, 16 to 64 buffers came out 5 % cheaper than 128 (three
+/// runs each, 128-138 against 134-142 ns); 64 keeps the most headroom of
+/// those for a burst of plain datagrams within one batch window.
+const RING_FILL: usize = 64;
 /// How long the io_uring receiver lets completions gather.
 const BATCH_WINDOW: Duration = Duration::from_millis(1);
 

@@ -27,7 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use bytes::Bytes;
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::Fd;
 use io_uring::{IoUring, cqueue, opcode};
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
@@ -37,6 +37,7 @@ use super::sys;
 use super::{Received, RecvCounters};
 use crate::shard::bufring::BufRing;
 use crate::shard::pool::{BufferPool, HeapBudget};
+use crate::shard::ring;
 
 const RECV: u64 = 1;
 const CANCEL: u64 = 2;
@@ -148,7 +149,7 @@ impl UringReceiver {
             if !self.armed {
                 self.arm()?;
             }
-            self.collect()?;
+            ring::run_deferred(&self.ring)?;
             let before = out.len();
             self.drain(out, counters)?;
             if out.len() > before {
@@ -187,16 +188,6 @@ impl UringReceiver {
         self.ring.submit()?;
         self.armed = true;
         Ok(())
-    }
-
-    /// Runs deferred completions without waiting.
-    fn collect(&mut self) -> io::Result<()> {
-        let zero = Timespec::new();
-        match self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&zero)) {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     fn drain(&mut self, out: &mut Vec<Received>, counters: &mut RecvCounters) -> io::Result<()> {
