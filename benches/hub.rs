@@ -26,6 +26,9 @@
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every row lasts a
 //! few milliseconds; `HUB_BENCH_QUICK=1` does the same under `cargo bench`.
+//! For profiling, `HUB_BENCH_ONLY=hub:64:paced` (fan-out name with `_` for
+//! a space, readers, `paced` or `unpaced`) runs that one row alone, for ten
+//! seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unsafe_code)]
 
 use std::hint::black_box;
@@ -64,7 +67,12 @@ fn thread_cpu() -> Duration {
 /// Pins the calling thread to one CPU, as the node pins its shards: the
 /// writer on CPU 0, the readers' runtime on CPU 1 (if there is one).
 fn pin_to(cpu: usize) {
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    // Online CPUs, not `available_parallelism`: that reads the calling
+    // thread's affinity, which a thread spawned by the pinned writer
+    // inherits, and so put every reader runtime after the first run on the
+    // writer's CPU.
+    // SAFETY: sysconf reads a system value and touches no memory of ours.
+    let cpus = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1).max(1);
     // SAFETY: `set` is a plain bitmask owned by this frame; CPU_ZERO/CPU_SET
     // only write inside it, and sched_setaffinity reads `size_of` bytes.
     unsafe {
@@ -405,6 +413,16 @@ fn main() {
         .collect();
     let kinds = [Kind::Hub, Kind::HubRecv, Kind::Broadcast, Kind::Copy];
     let counts = [1, 8, 64];
+    if let Ok(only) = std::env::var("HUB_BENCH_ONLY") {
+        let parts: Vec<&str> = only.split(':').collect();
+        let kind = kinds.iter().copied().find(|k| k.name().replace(' ', "_") == parts[0]).expect("fan-out name");
+        let readers: usize = parts[1].parse().expect("reader count");
+        let paced = parts[2] == "paced";
+        let secs = std::env::var("HUB_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
+        let row = run(kind, readers, paced, Duration::from_secs_f64(secs), &pool);
+        print_rows(&only, &[row], &Pacing::default());
+        return;
+    }
     println!(
         "hub bench: capacity {CAPACITY}, {ITEM_BYTES}-byte Bytes, bursts of {BURST}; readers are tasks on one \
          current-thread tokio runtime on a second thread{}",
