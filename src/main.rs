@@ -32,6 +32,29 @@ enum Command {
         #[arg(long, value_name = "BACKEND", default_value = "auto")]
         io: uringest::shard::IoChoice,
     },
+    /// Relay one input to any number of outputs (udp://, a file, - for
+    /// stdout) until --duration, the input's end, or Ctrl-C.
+    Relay {
+        /// The input: a file path, file:///abs/path.ts?options, or
+        /// udp://group:port?options.
+        input: String,
+        /// Outputs: udp://host:port?ttl=&iface=&pkt_size=&start=, a file path
+        /// or file:///path.ts?segment=SECS&start=, or - for stdout.
+        #[arg(required = true)]
+        outputs: Vec<String>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        duration: Option<f64>,
+        /// I/O backend: auto, uring or epoll.
+        #[arg(long, value_name = "BACKEND", default_value = "auto")]
+        io: uringest::shard::IoChoice,
+        /// Shards (threads); default 2, or 1 on a one-core machine.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        shards: Option<u32>,
+        /// Print one JSON report at the end (on stderr when an output is -).
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmark tools.
     // Without a subcommand: a one-line error, not the help on stderr.
     #[command(subcommand_required = true, arg_required_else_help = false)]
@@ -201,6 +224,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Relay { input, outputs, duration, io, shards, json } => {
+            relay(&input, &outputs, duration, io, shards, json)
+        }
         Command::Bench { command: BenchCommand::Send { url, rate, duration, pkt, gso, core, ttl, json } } => {
             bench_send(&url, rate, duration, pkt, gso, core, ttl, json)
         }
@@ -229,6 +255,57 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// `uringest relay`: runs until the end, then reports. Exit codes: 0 for
+/// any clean end, 2 for a bad URL or option, 1 for a failure at run time.
+fn relay(
+    input: &str,
+    outputs: &[String],
+    duration: Option<f64>,
+    io: uringest::shard::IoChoice,
+    shards: Option<u32>,
+    json: bool,
+) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the process at once.
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
+        if let Err(e) = registered {
+            eprintln!("uringest: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let options = uringest::relay::RelayOptions {
+        duration: duration.map(std::time::Duration::from_secs_f64),
+        io,
+        shards: shards.map(|n| n as usize),
+        status: !json,
+    };
+    match uringest::relay::relay(input, outputs, &options, stop) {
+        Ok(report) => {
+            let to_stdout = !outputs.iter().any(|o| o == "-");
+            let text = if json {
+                serde_json::to_string_pretty(&report).map(|s| s + "\n").unwrap_or_default()
+            } else {
+                uringest::relay::render_text(&report)
+            };
+            if to_stdout && json {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+            } else {
+                eprint!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("uringest: relay: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
 }

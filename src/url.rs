@@ -361,7 +361,7 @@ fn redact_userinfo(input: &str) -> String {
 
 /// `text` with control characters escaped (`\n`, `\u{7f}`), so that an
 /// error message quoting it stays on one line.
-fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
         if c.is_control() {
             out.extend(c.escape_default());
@@ -461,7 +461,7 @@ fn parse_udp_url(rest: &str) -> Result<UdpSpec, UrlError> {
 }
 
 /// `host:port` with an IPv4 host or a bracketed IPv6 one.
-fn parse_authority(authority: &str) -> Result<(IpAddr, u16), UrlError> {
+pub(crate) fn parse_authority(authority: &str) -> Result<(IpAddr, u16), UrlError> {
     let (host, port) = if let Some(after) = authority.strip_prefix('[') {
         let Some((inside, after)) = after.split_once(']') else {
             return Err(UrlError::HostNotIp { host: shown(authority) });
@@ -541,11 +541,11 @@ fn family(addr: IpAddr) -> &'static str {
     if addr.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
-fn bad_option(key: &'static str, value: &str, reason: &str) -> UrlError {
+pub(crate) fn bad_option(key: &'static str, value: &str, reason: &str) -> UrlError {
     UrlError::BadOption { key, value: shown(value), reason: reason.to_owned() }
 }
 
-fn set_once<T>(slot: &mut Option<T>, key: &'static str, value: T) -> Result<(), UrlError> {
+pub(crate) fn set_once<T>(slot: &mut Option<T>, key: &'static str, value: T) -> Result<(), UrlError> {
     if slot.is_some() {
         return Err(UrlError::DuplicateOption { key });
     }
@@ -561,7 +561,7 @@ fn parse_bool(key: &'static str, value: &str) -> Result<bool, UrlError> {
     }
 }
 
-fn parse_iface(value: &str) -> Result<Iface, UrlError> {
+pub(crate) fn parse_iface(value: &str) -> Result<Iface, UrlError> {
     if let Ok(addr) = value.parse::<IpAddr>() {
         return Ok(Iface::Addr(addr));
     }

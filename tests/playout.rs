@@ -31,7 +31,7 @@ fn play(
     pace: Pace,
     run_for: Duration,
 ) -> (Vec<(Duration, Bytes)>, DriveReport) {
-    let (publisher, hub) = Hub::<Bytes>::new(1 << 16).unwrap();
+    let (mut publisher, hub) = Hub::<Bytes>::new(1 << 16).unwrap();
     let mut sub = hub.subscribe(Start::Oldest);
     let shards = Shards::start(1, backend, false).unwrap();
     let path = fixture(name);
@@ -39,8 +39,13 @@ fn play(
         .spawn(move || async move {
             let file = MappedFile::open(&path).unwrap();
             let playout = Playout::new(FileChunks::new(file, looping, DEFAULT_CHUNK_PACKETS), looping, pace);
-            drive(playout, publisher, SystemClock, DriveOptions { run_for: Some(run_for), ..DriveOptions::default() })
-                .await
+            drive(
+                playout,
+                &mut publisher,
+                SystemClock,
+                DriveOptions { run_for: Some(run_for), ..DriveOptions::default() },
+            )
+            .await
         })
         .unwrap();
     let start = SystemClock.now();

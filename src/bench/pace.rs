@@ -131,10 +131,10 @@ pub fn run(options: &PaceBenchOptions) -> Result<PaceBenchReport, PaceBenchError
         let path = options.files[index % options.files.len()].clone();
         let file = MappedFile::open(&path)?;
         let playout = Playout::new(FileChunks::new(file, true, DEFAULT_CHUNK_PACKETS), true, Pace::Pcr);
-        let (publisher, _hub) = Hub::<Bytes>::new(HUB_CAPACITY)?;
+        let (mut publisher, _hub) = Hub::<Bytes>::new(HUB_CAPACITY)?;
         let drive_options = DriveOptions { quantum: options.quantum, run_for: Some(options.duration) };
         let done = shards.spawn(move || async move {
-            drive(playout, publisher, SystemClock, drive_options).await.map_err(|e| (path, e))
+            drive(playout, &mut publisher, SystemClock, drive_options).await.map_err(|e| (path, e))
         })?;
         running.push(done);
     }

@@ -150,6 +150,28 @@ pub struct DatagramCounters {
     pub normalised_packets: u64,
 }
 
+impl DatagramCounters {
+    /// Adds `other`'s counts to these (an input reopened: totals over
+    /// every open).
+    pub fn add(&mut self, other: &DatagramCounters) {
+        self.datagrams += other.datagrams;
+        self.bytes += other.bytes;
+        self.ts_packets += other.ts_packets;
+        self.non_ts_dropped += other.non_ts_dropped;
+        self.rtp_malformed += other.rtp_malformed;
+        self.odd_size += other.odd_size;
+        self.odd_tail_bytes += other.odd_tail_bytes;
+        self.bad_sync += other.bad_sync;
+        self.bad_sync_bytes += other.bad_sync_bytes;
+        self.rtp_datagrams += other.rtp_datagrams;
+        self.rtp_seq_gaps += other.rtp_seq_gaps;
+        self.rtp_reordered += other.rtp_reordered;
+        self.rtp_duplicates += other.rtp_duplicates;
+        self.rtp_resyncs += other.rtp_resyncs;
+        self.normalised_packets += other.normalised_packets;
+    }
+}
+
 /// Classifies the datagrams of one UDP input and counts them.
 #[derive(Clone, Debug)]
 pub struct DatagramClassifier {

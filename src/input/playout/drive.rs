@@ -25,6 +25,19 @@ use bytes::Bytes;
 use super::{Next, Playout, PlayoutCounters, PlayoutError};
 use crate::clock::Clock;
 use crate::hub::Publisher;
+
+/// Where a driven playout's chunks go: a hub's publisher, or a relay's
+/// input stage that counts (and filters) before publishing.
+pub trait ChunkSink {
+    /// Takes every chunk of `batch`, in order, leaving it empty.
+    fn publish_batch(&mut self, batch: &mut Vec<Bytes>);
+}
+
+impl ChunkSink for Publisher<Bytes> {
+    fn publish_batch(&mut self, batch: &mut Vec<Bytes>) {
+        Publisher::publish_batch(self, batch.drain(..));
+    }
+}
 use crate::shard::timer::PreciseTimer;
 
 /// Chunks published per batch at most, and, with `pace=none`, between
@@ -164,11 +177,11 @@ pub struct DriveReport {
     pub wakeups: u64,
 }
 
-/// Plays `playout` into `publisher` until it ends or `options.run_for` has
+/// Plays `playout` into `sink` until it ends or `options.run_for` has
 /// passed.
 pub async fn drive<C: Clock>(
     mut playout: Playout,
-    mut publisher: Publisher<Bytes>,
+    sink: &mut impl ChunkSink,
     clock: C,
     options: DriveOptions,
 ) -> Result<DriveReport, PlayoutError> {
@@ -176,6 +189,7 @@ pub async fn drive<C: Clock>(
     let lead = options.quantum / 2;
     let mut errors = PacingErrors::default();
     let mut wakeups = 0;
+    let mut published = 0;
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     let mut dues: Vec<Duration> = Vec::with_capacity(BATCH);
     let mut timer = PreciseTimer::new()
@@ -199,7 +213,7 @@ pub async fn drive<C: Clock>(
             Next::Wait(at) => Some(at),
             Next::End => break,
         };
-        publish(&mut publisher, &mut batch, &mut dues, &mut errors, &clock, start);
+        published += publish(sink, &mut batch, &mut dues, &mut errors, &clock, start);
         let Some(at) = wait else {
             // A full batch: let the shard's other tasks run.
             tokio::task::yield_now().await;
@@ -223,31 +237,33 @@ pub async fn drive<C: Clock>(
         woke = clock.now() - start;
         wakeups += 1;
     }
-    publish(&mut publisher, &mut batch, &mut dues, &mut errors, &clock, start);
-    Ok(DriveReport { counters: playout.counters(), errors, published: publisher.published(), wakeups })
+    published += publish(sink, &mut batch, &mut dues, &mut errors, &clock, start);
+    Ok(DriveReport { counters: playout.counters(), errors, published, wakeups })
 }
 
 /// Publishes the batch and records, for each paced item, when it went out
-/// against when it was due.
+/// against when it was due. Returns the items published.
 fn publish<C: Clock>(
-    publisher: &mut Publisher<Bytes>,
+    sink: &mut impl ChunkSink,
     batch: &mut Vec<Bytes>,
     dues: &mut Vec<Duration>,
     errors: &mut PacingErrors,
     clock: &C,
     start: std::time::Instant,
-) {
+) -> u64 {
     if batch.is_empty() {
-        return;
+        return 0;
     }
-    publisher.publish_batch(batch.drain(..));
+    let items = batch.len() as u64;
+    sink.publish_batch(batch);
     if dues.is_empty() {
-        return;
+        return items;
     }
     let sent = clock.now() - start;
     for due in dues.drain(..) {
         errors.record(sent, due);
     }
+    items
 }
 
 #[cfg(test)]

@@ -82,6 +82,19 @@ pub struct RecvCounters {
     pub gro_batches: u64,
 }
 
+impl RecvCounters {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &RecvCounters) {
+        self.truncated += other.truncated;
+        self.ring_empty += other.ring_empty;
+        self.pool_fallbacks += other.pool_fallbacks;
+        self.pool_drops += other.pool_drops;
+        self.kernel_drops += other.kernel_drops;
+        self.foreign_dropped += other.foreign_dropped;
+        self.gro_batches += other.gro_batches;
+    }
+}
+
 /// Everything an input counts.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct UdpStats {
@@ -92,6 +105,14 @@ pub struct UdpStats {
     /// Receive path: kernel drops, pool fallbacks and drops...
     #[serde(flatten)]
     pub recv: RecvCounters,
+}
+
+impl UdpStats {
+    /// Adds `other`'s counts to these (totals over every open of an input).
+    pub fn add(&mut self, other: &UdpStats) {
+        self.datagrams.add(&other.datagrams);
+        self.recv.add(&other.recv);
+    }
 }
 
 /// Why a UDP input failed.

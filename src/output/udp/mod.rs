@@ -1,0 +1,324 @@
+//! `udp://` outputs: hub readers that send the stream as datagrams of
+//! `pkt_size` bytes (seven packets by default), paced and in batches.
+//!
+//! All UDP outputs placed on one shard run in one task ([`run`]) that
+//! wakes every [`TICK`]: each output takes what its hub reader has, passes
+//! it through its entry gate, queues it, and sends what its [`Pacer`]
+//! allows, in as few system calls as the kernel lets it: one GSO message
+//! (`UDP_SEGMENT`) per up to 64 KiB, or one `sendmmsg` per batch where GSO
+//! is missing. One timer for every output, rather than one each, keeps
+//! wake-ups flat as outputs are added.
+//!
+//! Nothing is dropped silently: items the reader missed (`Lagged`), packets
+//! skipped to reach a clean entry point, and datagrams the kernel refused
+//! are counted in [`UdpOutputReport`].
+
+mod sys;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use socket2::Socket;
+use thiserror::Error;
+
+use super::entry::{EntryGate, Piece, StartMode};
+use super::gaps::{GapHistogram, GapSummary};
+use super::pace::{ByteQueue, Pacer};
+use super::spec::{StartAt, UdpOutSpec};
+use crate::bench::socket::{Destination, open as open_socket};
+use crate::clock::Clock;
+use crate::hub::{Subscriber, TryRecvError};
+use crate::shard::timer::PreciseTimer;
+use sys::GatherSender;
+
+/// How often the output task wakes while data flows: bursts leave in
+/// slices of at most this much stream time (24 datagrams at 1 Gbit/s).
+pub const TICK: Duration = Duration::from_micros(250);
+/// How often it wakes when nothing has arrived for [`IDLE_AFTER`].
+const IDLE_TICK: Duration = Duration::from_millis(2);
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+/// Largest GSO message (IPv4's datagram limit).
+const MAX_MESSAGE: usize = 65_507;
+/// The kernel's `UDP_MAX_SEGMENTS` on older kernels.
+const MAX_SEGMENTS: usize = 64;
+/// Most hub items one output takes per tick, so one busy output cannot
+/// hold the others up.
+const MAX_ITEMS_PER_TICK: usize = 4096;
+
+/// Why a UDP output could not be set up.
+#[derive(Debug, Error)]
+#[error("output {url}: {problem}")]
+pub struct UdpOutputError {
+    url: String,
+    problem: String,
+}
+
+/// Counters the relay's status line reads while the output runs.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    /// Datagrams sent.
+    pub datagrams: AtomicU64,
+    /// Bytes sent.
+    pub bytes: AtomicU64,
+    /// Hub items this output missed because it fell behind.
+    pub lag_drops: AtomicU64,
+}
+
+/// What one UDP output did.
+#[derive(Clone, Debug, Serialize)]
+pub struct UdpOutputReport {
+    /// The output.
+    pub url: String,
+    /// Datagrams sent.
+    pub datagrams: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Hub items missed by falling behind (each a chunk of packets).
+    pub lag_drops: u64,
+    /// Packets skipped to start, or restart after a lag, at a clean entry
+    /// point.
+    pub skipped_packets: u64,
+    /// Datagrams the kernel refused (counted, not retried).
+    pub send_errors: u64,
+    /// Times the socket was full and sending waited for the next tick.
+    pub send_blocked: u64,
+    /// Whether the kernel cut messages into datagrams (GSO).
+    pub gso: bool,
+    /// Gaps between datagrams as sent, in microseconds.
+    pub gap_us: GapSummary,
+    /// Most datagrams sent back to back in one call.
+    pub max_burst: u64,
+}
+
+/// One UDP output.
+pub struct UdpOutput {
+    url: String,
+    socket: Socket,
+    gso: bool,
+    pkt_size: usize,
+    max_message: usize,
+    reader: Subscriber<Bytes>,
+    gate: EntryGate,
+    queue: ByteQueue,
+    pacer: Pacer,
+    sender: GatherSender,
+    live: Arc<LiveCounters>,
+    gaps: GapHistogram,
+    last_send: Option<Duration>,
+    last_arrival: Option<Duration>,
+    closed: bool,
+    send_errors: u64,
+    send_blocked: u64,
+    max_burst: u64,
+    pieces: Vec<Piece>,
+    batch: Vec<Bytes>,
+}
+
+impl UdpOutput {
+    /// Opens the socket for `spec` (connected; GSO when the kernel has it)
+    /// and takes `reader` as the output's hub reader.
+    pub fn open(spec: &UdpOutSpec, reader: Subscriber<Bytes>) -> Result<UdpOutput, UdpOutputError> {
+        let url = super::spec::OutputSpec::Udp(spec.clone()).to_string();
+        let dest = Destination { addr: spec.dest, iface: spec.iface.clone() };
+        let ttl = spec.ttl.map(u32::from);
+        let segment = u16::try_from(spec.pkt_size).ok();
+        let (socket, gso) = match open_socket(&dest, ttl, segment) {
+            Ok((socket, _)) => (socket, true),
+            Err(crate::bench::send::SendError::GsoUnsupported(_)) => {
+                let (socket, _) = open_socket(&dest, ttl, None)
+                    .map_err(|e| UdpOutputError { url: url.clone(), problem: e.to_string() })?;
+                (socket, false)
+            }
+            Err(e) => return Err(UdpOutputError { url, problem: e.to_string() }),
+        };
+        socket.set_nonblocking(true).map_err(|e| UdpOutputError { url: url.clone(), problem: e.to_string() })?;
+        let per_message = (MAX_MESSAGE / spec.pkt_size).clamp(1, MAX_SEGMENTS);
+        let mode = if spec.start == StartAt::Any { StartMode::Any } else { StartMode::Clean };
+        Ok(UdpOutput {
+            url,
+            socket,
+            gso,
+            pkt_size: spec.pkt_size,
+            max_message: per_message * spec.pkt_size,
+            reader,
+            gate: EntryGate::new(mode),
+            queue: ByteQueue::new(),
+            pacer: Pacer::new(),
+            sender: GatherSender::default(),
+            live: Arc::new(LiveCounters::default()),
+            gaps: GapHistogram::default(),
+            last_send: None,
+            last_arrival: None,
+            closed: false,
+            send_errors: 0,
+            send_blocked: 0,
+            max_burst: 0,
+            pieces: Vec::new(),
+            batch: Vec::new(),
+        })
+    }
+
+    /// The counters the status line reads.
+    pub fn live(&self) -> Arc<LiveCounters> {
+        Arc::clone(&self.live)
+    }
+
+    /// The address the socket sends from.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok().and_then(|a| a.as_socket())
+    }
+
+    /// Takes what the hub has for this output (bounded per tick).
+    fn take_arrivals(&mut self, now: Duration) {
+        for _ in 0..MAX_ITEMS_PER_TICK {
+            match self.reader.try_recv() {
+                Ok(chunk) => {
+                    self.pieces.clear();
+                    self.gate.push(&chunk, &mut self.pieces);
+                    for piece in self.pieces.drain(..) {
+                        if let Piece::Data(bytes) = piece {
+                            self.pacer.arrived(now, bytes.len());
+                            self.queue.push(now, bytes);
+                        }
+                    }
+                    self.last_arrival = Some(now);
+                }
+                Err(TryRecvError::Lagged(lost)) => {
+                    self.live.lag_drops.fetch_add(lost, Ordering::Relaxed);
+                    tracing::warn!(output = %self.url, lost, "output fell behind the input; resuming at the next entry point");
+                    self.gate.resync(lost);
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Closed) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends what the pacer allows now (everything once the input ended).
+    fn send_due(&mut self, now: Duration) {
+        let queued = self.queue.len();
+        if queued == 0 {
+            return;
+        }
+        let allowed = if self.closed { queued } else { self.pacer.allowance(now, queued) };
+        let mut bytes = allowed / self.pkt_size * self.pkt_size;
+        if bytes == 0 && (self.closed || self.queue.partial_due(now, self.pkt_size)) {
+            bytes = queued.min(self.pkt_size);
+        }
+        let mut left = bytes.min(queued);
+        while left > 0 {
+            let message = left.min(self.max_message);
+            self.batch.clear();
+            self.queue.take(now, message, &mut self.batch);
+            let datagrams = message.div_ceil(self.pkt_size) as u64;
+            let result = if self.gso {
+                self.sender.send_segmented(self.socket.as_fd(), &self.batch).map(|_| datagrams)
+            } else {
+                self.sender.send_each(self.socket.as_fd(), &self.batch, self.pkt_size).map(|n| n as u64)
+            };
+            match result {
+                Ok(sent) if sent < datagrams => {
+                    // sendmmsg took part of the batch (the socket filled):
+                    // the rest goes back in front for the next tick.
+                    let sent_bytes = (sent as usize * self.pkt_size).min(message);
+                    self.count_sent(now, sent, sent_bytes);
+                    self.send_blocked += 1;
+                    self.queue.unshift(now, &mut self.batch, sent_bytes);
+                    return;
+                }
+                Ok(sent) => self.count_sent(now, sent, message),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.send_blocked += 1;
+                    self.queue.unshift(now, &mut self.batch, 0);
+                    return;
+                }
+                Err(e) => {
+                    // ECONNREFUSED (nobody listening on a unicast
+                    // destination), ENOBUFS: the datagrams are lost.
+                    self.send_errors += datagrams;
+                    tracing::debug!(output = %self.url, error = %e, "send failed");
+                }
+            }
+            left -= message;
+        }
+    }
+
+    fn count_sent(&mut self, now: Duration, datagrams: u64, bytes: usize) {
+        if datagrams == 0 {
+            return;
+        }
+        self.pacer.sent(bytes);
+        match self.last_send {
+            Some(last) => {
+                let gap = now.saturating_sub(last).as_nanos().min(u128::from(u64::MAX)) as u64;
+                self.gaps.record(gap, datagrams - 1);
+            }
+            None => self.gaps.record_zeros(datagrams - 1),
+        }
+        self.last_send = Some(now);
+        self.max_burst = self.max_burst.max(datagrams);
+        self.live.datagrams.fetch_add(datagrams, Ordering::Relaxed);
+        self.live.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn finished(&self) -> bool {
+        self.closed && self.queue.is_empty()
+    }
+
+    fn report(&self) -> UdpOutputReport {
+        UdpOutputReport {
+            url: self.url.clone(),
+            datagrams: self.live.datagrams.load(Ordering::Relaxed),
+            bytes: self.live.bytes.load(Ordering::Relaxed),
+            lag_drops: self.live.lag_drops.load(Ordering::Relaxed),
+            skipped_packets: self.gate.counters().skipped_packets,
+            send_errors: self.send_errors,
+            send_blocked: self.send_blocked,
+            gso: self.gso,
+            gap_us: self.gaps.summary(),
+            max_burst: self.max_burst,
+        }
+    }
+}
+
+/// Runs `outputs` until every one has sent all its hub had when the hub
+/// closed. Run it on a shard (it needs a tokio reactor for its timer).
+pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutputReport> {
+    let start: Instant = clock.now();
+    let mut timer = PreciseTimer::new()
+        .map_err(|e| tracing::warn!("no timerfd ({e}): UDP outputs tick on the 1 ms runtime timer"))
+        .ok();
+    loop {
+        let now = clock.now() - start;
+        for output in outputs.iter_mut() {
+            output.take_arrivals(now);
+            output.send_due(now);
+        }
+        if outputs.iter().all(UdpOutput::finished) {
+            break;
+        }
+        let busy = outputs.iter().any(|o| o.last_arrival.is_some_and(|t| now.saturating_sub(t) < IDLE_AFTER));
+        let tick = if busy { TICK } else { IDLE_TICK };
+        let slept = match timer.as_mut() {
+            Some(t) => t.sleep(tick).await,
+            None => {
+                tokio::time::sleep(tick).await;
+                Ok(())
+            }
+        };
+        if let Err(e) = slept {
+            tracing::warn!("timerfd failed ({e}): UDP outputs tick on the 1 ms runtime timer");
+            timer = None;
+        }
+    }
+    outputs.iter().map(UdpOutput::report).collect()
+}
