@@ -201,6 +201,9 @@ try:
           f"forwarder on core 1")
     cal = run("input", 1)
     show("input (calib.)", cal)
+    if cal["lag_us"] > 1000:
+        print(f"  note: the sender ran up to {cal['lag_us']} us late in calibration: the input's own gaps "
+              f"and bursts (the reference for 'burstier') include its catch-up bursts", flush=True)
     rows = {}
     for n in FANOUTS:
         print(f"{n} output{'s' if n > 1 else ''}:")

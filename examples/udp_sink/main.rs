@@ -71,6 +71,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use uringest::bench::payload::DATA_PID;
 use uringest::clock::{Clock, SystemClock};
 
+mod histogram;
+use histogram::{BurstHistogram, GapHistogram};
+
 /// Messages per recvmmsg call.
 const BATCH: usize = 64;
 /// Buffer per message with GRO: a coalesced run of up to 64 KiB.
@@ -86,14 +89,6 @@ const CALLS_PER_SWEEP: usize = 1 << 20;
 const MAX_PORTS: usize = 4096;
 const TS_PACKET: usize = 188;
 const SYNC: u8 = 0x47;
-/// Gap histogram: exact 0, then 100 ns buckets below this many ns...
-const LINEAR_NS: u64 = 100_000;
-const LINEAR_STEP: u64 = 100;
-/// ... then this many buckets per doubling, for this many doublings.
-const LOG_PER_DOUBLING: f64 = 64.0;
-const LOG_BUCKETS: usize = 64 * 26;
-/// Burst lengths counted one by one up to this; longer ones share a bucket.
-const BURST_BUCKETS: usize = 1024;
 
 /// Receives on many UDP ports and reports loss and arrival gaps per port.
 #[derive(Parser, Debug)]
@@ -158,130 +153,6 @@ fn open(addr: SocketAddr, rcvbuf: usize, gro: bool) -> Result<Socket, String> {
     socket.set_nonblocking(true).map_err(|e| format!("{addr}: O_NONBLOCK: {e}"))?;
     socket.bind(&addr.into()).map_err(|e| format!("bind {addr}: {e}"))?;
     Ok(socket)
-}
-
-/// A histogram of gaps in ns: bounded memory whatever the run's length.
-#[derive(Clone)]
-struct GapHistogram {
-    counts: Vec<u64>,
-    total: u64,
-    max_ns: u64,
-}
-
-impl GapHistogram {
-    fn new() -> Self {
-        GapHistogram { counts: vec![0; 1 + (LINEAR_NS / LINEAR_STEP) as usize + LOG_BUCKETS], total: 0, max_ns: 0 }
-    }
-
-    fn bucket(ns: u64) -> usize {
-        if ns == 0 {
-            0
-        } else if ns < LINEAR_NS {
-            1 + (ns / LINEAR_STEP) as usize
-        } else {
-            let k = ((ns as f64 / LINEAR_NS as f64).log2() * LOG_PER_DOUBLING) as usize;
-            1 + (LINEAR_NS / LINEAR_STEP) as usize + k.min(LOG_BUCKETS - 1)
-        }
-    }
-
-    /// A value inside bucket `b`: its middle.
-    fn value(b: usize) -> f64 {
-        let linear = (LINEAR_NS / LINEAR_STEP) as usize;
-        if b == 0 {
-            0.0
-        } else if b <= linear {
-            ((b - 1) as u64 * LINEAR_STEP) as f64 + LINEAR_STEP as f64 / 2.0
-        } else {
-            LINEAR_NS as f64 * (((b - 1 - linear) as f64 + 0.5) / LOG_PER_DOUBLING).exp2()
-        }
-    }
-
-    fn add(&mut self, ns: u64, times: u64) {
-        self.counts[Self::bucket(ns)] += times;
-        self.total += times;
-        self.max_ns = self.max_ns.max(ns);
-    }
-
-    fn merge(&mut self, other: &GapHistogram) {
-        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
-        self.total += other.total;
-        self.max_ns = self.max_ns.max(other.max_ns);
-    }
-
-    /// The `q` quantile in µs (never above the exact maximum).
-    fn quantile_us(&self, q: f64) -> Option<f64> {
-        let rank = ((q * self.total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (b, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(Self::value(b).min(self.max_ns as f64) / 1e3);
-            }
-        }
-        None
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let r = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);
-        serde_json::json!({
-            "count": self.total,
-            "p50": r(self.quantile_us(0.50)),
-            "p90": r(self.quantile_us(0.90)),
-            "p99": r(self.quantile_us(0.99)),
-            "max": if self.total > 0 { r(Some(self.max_ns as f64 / 1e3)) } else { None },
-        })
-    }
-}
-
-/// Burst lengths in datagrams.
-#[derive(Clone)]
-struct BurstHistogram {
-    counts: Vec<u64>,
-    total: u64,
-    max: u64,
-}
-
-impl BurstHistogram {
-    fn new() -> Self {
-        BurstHistogram { counts: vec![0; BURST_BUCKETS + 1], total: 0, max: 0 }
-    }
-
-    fn add(&mut self, len: u64) {
-        if len == 0 {
-            return;
-        }
-        self.counts[(len as usize).min(BURST_BUCKETS)] += 1;
-        self.total += 1;
-        self.max = self.max.max(len);
-    }
-
-    fn merge(&mut self, other: &BurstHistogram) {
-        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
-        self.total += other.total;
-        self.max = self.max.max(other.max);
-    }
-
-    fn quantile(&self, q: f64) -> Option<u64> {
-        let rank = ((q * self.total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (len, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some((len as u64).min(self.max));
-            }
-        }
-        None
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "count": self.total,
-            "p50": self.quantile(0.50),
-            "p90": self.quantile(0.90),
-            "p99": self.quantile(0.99),
-            "max": (self.total > 0).then_some(self.max),
-        })
-    }
 }
 
 /// Everything known about one port.
@@ -548,11 +419,14 @@ fn main() -> ExitCode {
         return fail("--burst-gap-us", format!("{} is not in [0, 1000000]", args.burst_gap_us));
     }
     let ports: Vec<u16> = match (args.base_port, args.ports) {
-        (Some(base), Some(n)) if n >= 1 && n <= MAX_PORTS && usize::from(base) + n - 1 <= usize::from(u16::MAX) => {
+        (Some(base), Some(n)) if (1..=MAX_PORTS).contains(&n) && usize::from(base) + n - 1 <= usize::from(u16::MAX) => {
             (0..n).map(|i| base + i as u16).collect()
         }
         (Some(base), Some(n)) => {
-            return fail("--base-port/--ports", format!("{n} ports from {base}: need 1..={MAX_PORTS} ports below 65536"));
+            return fail(
+                "--base-port/--ports",
+                format!("{n} ports from {base}: need 1..={MAX_PORTS} ports below 65536"),
+            );
         }
         _ if args.port.is_empty() => return fail("ports", "give --base-port P --ports N, or --port P (repeatable)"),
         _ if args.port.len() > MAX_PORTS => return fail("--port", format!("at most {MAX_PORTS} ports")),
@@ -623,4 +497,61 @@ fn main() -> ExitCode {
     });
     println!("{report}");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uringest::bench::payload::{PayloadRing, TsPattern};
+
+    const DGRAM: usize = 7 * TS_PACKET;
+
+    #[test]
+    fn loss_is_counted_exactly_where_the_continuity_counter_misses_it() {
+        let mut ring = PayloadRing::new(TsPattern::new(1_000_000_000), DGRAM, 200);
+        let stream = ring.fill(0, 200).to_vec();
+        let mut port = Port::new(1, 5_000);
+        // Lose datagrams 10..26 (16 of them: 112 packets, invisible to
+        // the 4-bit CC) and 50 (7 packets: one CC jump).
+        for (k, d) in stream.chunks(DGRAM).enumerate() {
+            if !(10..26).contains(&k) && k != 50 {
+                port.skb(d, DGRAM, Some(1_000_000 + k as u64 * 10_500));
+            }
+        }
+        port.finish();
+        assert_eq!(port.datagrams, 183);
+        assert_eq!(port.missing, 17);
+        assert_eq!(port.cc_errors, 1);
+        assert_eq!((port.first_seq, port.next_seq), (Some(0), 200));
+        assert_eq!((port.not_ts, port.out_of_order), (0, 0));
+        // Every gap is 10.5 us but the two across the holes.
+        assert_eq!(port.gaps.quantile_us(0.5), Some(10.55));
+        assert_eq!(port.bursts.quantile(1.0), Some(1));
+    }
+
+    #[test]
+    fn a_gro_skb_is_one_burst_with_zero_gaps() {
+        let mut ring = PayloadRing::new(TsPattern::new(1_000_000_000), DGRAM, 27);
+        let stream = ring.fill(0, 27).to_vec();
+        let mut port = Port::new(1, 5_000);
+        // Three skbs of nine datagrams, 94.5 us apart.
+        for (i, skb) in stream.chunks(9 * DGRAM).enumerate() {
+            port.skb(skb, DGRAM, Some(i as u64 * 94_500));
+        }
+        port.finish();
+        assert_eq!((port.datagrams, port.skbs, port.missing, port.cc_errors), (27, 3, 0, 0));
+        assert_eq!(port.gaps.json()["count"], 26);
+        assert_eq!(port.gaps.quantile_us(0.9), Some(0.0));
+        let p99 = port.gaps.quantile_us(0.99).unwrap();
+        assert!((p99 - 94.5).abs() <= 0.1, "{p99}");
+        assert_eq!((port.bursts.quantile(0.5), port.bursts.json()["count"].as_u64()), (Some(9), Some(3)));
+    }
+
+    #[test]
+    fn not_ts_is_counted_and_skipped() {
+        let mut port = Port::new(1, 5_000);
+        port.skb(&[0u8; 100], 100, Some(0));
+        port.skb(&[0x47u8; 188], 188, None);
+        assert_eq!((port.datagrams, port.not_ts, port.first_seq), (2, 1, None));
+    }
 }
