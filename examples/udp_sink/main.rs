@@ -500,6 +500,7 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use uringest::bench::payload::{PayloadRing, TsPattern};
