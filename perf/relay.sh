@@ -137,7 +137,7 @@ def run(kind, n):
     if kind == "relay":
         outs = [f"udp://127.0.0.1:{base + i}?start=any" for i in range(n)]
         fwd = start(["taskset", "-c", "1", bin_, "relay", f"udp://127.0.0.1:{in_port}?rcvbuf=64M", *outs,
-                     "--duration", f"{fwd_secs:.2f}", "--json"])
+                     "--duration", f"{fwd_secs:g}", "--json"])
     elif kind == "baseline":
         outs = [a for i in range(n) for a in ("--out", f"127.0.0.1:{base + i}")]
         fwd = start(["taskset", "-c", "1", baseline, "--bind", f"127.0.0.1:{in_port}", *outs,
