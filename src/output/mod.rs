@@ -1,0 +1,3 @@
+//! Outputs: hub readers that send, write or print a stream.
+
+pub mod entry;
