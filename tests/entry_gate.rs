@@ -118,7 +118,11 @@ fn joined_mid_gop_the_output_decodes_cleanly() {
     let joined_path = dir.path().join("joined.ts");
     std::fs::write(&joined_path, &joined).unwrap();
     // Ground truth that the cut hurts: ffmpeg complains about the raw join.
-    assert_ne!(decode_errors(&joined_path), "", "the raw join at packet {cut} decodes cleanly; the test proves nothing");
+    assert_ne!(
+        decode_errors(&joined_path),
+        "",
+        "the raw join at packet {cut} decodes cleanly; the test proves nothing"
+    );
 
     let (written, c) = through_gate(&joined);
     let out_path = dir.path().join("out.ts");
