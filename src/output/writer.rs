@@ -224,7 +224,7 @@ pub fn run<C: Clock>(
         }
     };
     report.files = files;
-    report.skipped_packets = gate.counters().skipped_packets;
+    report.skipped_packets = gate.counters().skipped();
     let flushed = sink.flush();
     match outcome.and(flushed) {
         Ok(()) => Ok(report),

@@ -107,6 +107,14 @@ pub fn refined_by_content(codec: Option<&str>) -> bool {
     matches!(codec, None | Some("mp3" | "ac3"))
 }
 
+/// Whether ffprobe would call a stream of this codec a video stream.
+pub fn is_video(codec: &str) -> bool {
+    matches!(
+        codec,
+        "mpeg2video" | "mpeg4" | "h264" | "hevc" | "vvc" | "cavs" | "dirac" | "avs2" | "avs3" | "vc1" | "jpeg2000"
+    )
+}
+
 /// Identifies an audio elementary stream from the first bytes of its first
 /// PES payload, as ffprobe's content probe would for a private stream.
 pub fn sniff(es: &[u8]) -> Option<&'static str> {

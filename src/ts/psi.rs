@@ -36,6 +36,10 @@ pub struct SectionAssembler {
 /// Receives each completed section, or the error that dropped it.
 pub type SectionCallback<'a> = &'a mut dyn FnMut(Result<&[u8], SectionError>);
 
+/// As [`SectionCallback`], with whether the section began in an earlier
+/// packet than the one with payload_unit_start that ended it.
+pub(crate) type MarkedSectionCallback<'a> = &'a mut dyn FnMut(Result<&[u8], SectionError>, bool);
+
 /// What went wrong with a section; counted by [`Psi`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SectionError {
@@ -49,6 +53,14 @@ impl SectionAssembler {
     /// Feeds one packet's payload; calls `on_section` with every section it
     /// completes (CRC checked, CRC bytes included) or the error that dropped it.
     pub fn push(&mut self, pkt: &TsPacket<'_>, on_section: SectionCallback<'_>) {
+        self.push_marked(pkt, &mut |section, _| on_section(section));
+    }
+
+    /// As [`SectionAssembler::push`], also telling for each section whether
+    /// it ended in the bytes before the pointer_field target of a packet
+    /// with payload_unit_start (`true`: it began in an earlier packet), so a
+    /// caller can tell which packets carried it.
+    pub(crate) fn push_marked(&mut self, pkt: &TsPacket<'_>, on_section: MarkedSectionCallback<'_>) {
         let Some(payload) = pkt.payload() else { return };
         let mut data = payload;
         if pkt.payload_unit_start() {
@@ -58,7 +70,7 @@ impl SectionAssembler {
             let pointer = usize::from(pointer);
             let (tail, starts) = rest.split_at(pointer.min(rest.len()));
             if self.collecting {
-                self.extend(tail, on_section);
+                self.extend(tail, &mut |section| on_section(section, true));
             }
             self.partial.clear();
             self.collecting = pointer <= rest.len();
@@ -66,7 +78,7 @@ impl SectionAssembler {
         } else if !self.collecting {
             return;
         }
-        self.extend(data, on_section);
+        self.extend(data, &mut |section| on_section(section, false));
     }
 
     /// Appends bytes, emitting each section as soon as it is whole.
@@ -113,17 +125,17 @@ impl SectionAssembler {
 
 /// The long-form header fields of a section.
 #[derive(Clone, Copy, Debug)]
-struct SectionHeader {
-    table_id: u8,
-    extension: u16,
-    version: u8,
-    current: bool,
-    number: u8,
-    last_number: u8,
+pub(crate) struct SectionHeader {
+    pub(crate) table_id: u8,
+    pub(crate) extension: u16,
+    pub(crate) version: u8,
+    pub(crate) current: bool,
+    pub(crate) number: u8,
+    pub(crate) last_number: u8,
 }
 
 /// Splits a CRC-checked section into header and body (without CRC).
-fn split_section(section: &[u8]) -> Option<(SectionHeader, &[u8])> {
+pub(crate) fn split_section(section: &[u8]) -> Option<(SectionHeader, &[u8])> {
     let header = section.get(..8)?;
     if header[1] & 0x80 == 0 {
         return None;

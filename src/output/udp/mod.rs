@@ -280,7 +280,7 @@ impl UdpOutput {
             datagrams: self.live.datagrams.load(Ordering::Relaxed),
             bytes: self.live.bytes.load(Ordering::Relaxed),
             lag_drops: self.live.lag_drops.load(Ordering::Relaxed),
-            skipped_packets: self.gate.counters().skipped_packets,
+            skipped_packets: self.gate.counters().skipped(),
             send_errors: self.send_errors,
             send_blocked: self.send_blocked,
             gso: self.gso,
