@@ -1,5 +1,6 @@
 //! `file:///abs/path.ts?options`.
 
+use super::filter::FilterOptions;
 use super::{FILE_KEYS, FileRead, InputSpec, Pace, UrlError, bad_option, parse_bool, redact_userinfo, set_once, shown};
 
 pub(super) fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
@@ -18,7 +19,11 @@ pub(super) fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
         return Err(bad("a fragment is not allowed"));
     }
     let (mut looping, mut pace, mut read) = (None, None, None);
+    let mut filter = FilterOptions::default();
     for (key, value) in url::form_urlencoded::parse(url.query().unwrap_or("").as_bytes()) {
+        if filter.take(&key, &value)? {
+            continue;
+        }
         match &*key {
             "loop" => set_once(&mut looping, "loop", parse_bool("loop", &value)?)?,
             "pace" => {
@@ -42,5 +47,5 @@ pub(super) fn parse_file_url(input: &str) -> Result<InputSpec, UrlError> {
         }
     }
     let path = url.to_file_path().map_err(|()| bad("the path is not an absolute local path"))?;
-    Ok(InputSpec::File { path, looping, pace, read: read.unwrap_or_default() })
+    Ok(InputSpec::File { path, looping, pace, read: read.unwrap_or_default(), filter: filter.finish() })
 }

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 mod file;
+mod filter;
 mod udp;
 
 pub use crate::ts::filter::{FilterSpec, MAX_ALLOWED_PIDS};
@@ -56,9 +57,9 @@ pub const MAX_PKT_SIZE: usize = 65507;
 pub const MAX_SOURCES: usize = 64;
 
 /// Options a `udp://` input takes, for error messages.
-const UDP_KEYS: &str = "iface, source, rtp, rcvbuf, pkt_size";
+const UDP_KEYS: &str = "iface, source, rtp, rcvbuf, pkt_size, program, si, pids";
 /// Options a `file://` input takes, for error messages.
-const FILE_KEYS: &str = "loop, pace, read";
+const FILE_KEYS: &str = "loop, pace, read, program, si, pids";
 
 /// A parsed input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub enum InputSpec {
         pace: Option<Pace>,
         /// `read=`: how the bytes are read (mapped, or read into buffers).
         read: FileRead,
+        /// `program=`, `si=`, `pids=`: what of the stream to keep.
+        filter: FilterSpec,
     },
     /// A UDP socket, unicast or multicast.
     Udp(UdpSpec),
@@ -224,7 +227,14 @@ pub fn parse_input(input: &str) -> Result<InputSpec, UrlError> {
         return Err(UrlError::Empty);
     }
     let Some((scheme, rest)) = input.split_once("://") else {
-        return Ok(InputSpec::File { path: PathBuf::from(input), looping: None, pace: None, read: FileRead::Auto });
+        let path = PathBuf::from(input);
+        return Ok(InputSpec::File {
+            path,
+            looping: None,
+            pace: None,
+            read: FileRead::Auto,
+            filter: FilterSpec::default(),
+        });
     };
     let scheme_lower = scheme.to_ascii_lowercase();
     match scheme_lower.as_str() {

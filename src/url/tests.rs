@@ -6,7 +6,7 @@ use super::udp::format_size;
 use super::*;
 
 fn file(path: &str, looping: Option<bool>, pace: Option<Pace>) -> InputSpec {
-    InputSpec::File { path: path.into(), looping, pace, read: FileRead::Auto }
+    InputSpec::File { path: path.into(), looping, pace, read: FileRead::Auto, filter: FilterSpec::default() }
 }
 
 fn udp(input: &str) -> UdpSpec {
@@ -210,6 +210,12 @@ fn udp_display_is_normalised_and_round_trips() {
         ("udp://1.2.3.4:5?rcvbuf=5000&iface=7", "udp://1.2.3.4:5?iface=7&rcvbuf=5000"),
         ("udp://1.2.3.4:5?iface=a%26b%2Bc", "udp://1.2.3.4:5?iface=a%26b%2Bc"),
         ("udp://1.2.3.4:5?rcvbuf=1048576", "udp://1.2.3.4:5?rcvbuf=1M"),
+        ("udp://1.2.3.4:5?pids=0x101,256&si=1&program=3", "udp://1.2.3.4:5?program=3&pids=256,257"),
+        (
+            "udp://239.1.1.1:5000?si=false&pids=8191&rtp=0&pids=0,17,0x11&program=65535",
+            "udp://239.1.1.1:5000?rtp=0&program=65535&si=0&pids=0,17,8191",
+        ),
+        ("udp://1.2.3.4:5?si=0", "udp://1.2.3.4:5?si=0"),
     ];
     for (input, shown) in cases {
         let spec = udp(input);
@@ -235,4 +241,69 @@ fn size_formatting() {
     assert_eq!(format_size(3 << 20), "3M");
     assert_eq!(format_size(4096), "4K");
     assert_eq!(format_size(4097), "4097");
+}
+
+fn filter(input: &str) -> FilterSpec {
+    match parse_input(input) {
+        Ok(InputSpec::Udp(spec)) => spec.filter,
+        Ok(InputSpec::File { filter, .. }) => filter,
+        other => panic!("{input}: {other:?}"),
+    }
+}
+
+#[test]
+fn filter_options_on_both_schemes() {
+    let pids = |list: &[u16]| Some(list.iter().map(|&p| crate::ts::packet::Pid::new(p)).collect::<Vec<_>>());
+    for base in ["udp://239.1.1.1:5000", "file:///x.ts"] {
+        assert_eq!(filter(base), FilterSpec::default());
+        assert!(filter(base).is_passthrough());
+        let f = filter(&format!("{base}?program=3"));
+        assert_eq!(f, FilterSpec { program: Some(3), si: true, pids: None });
+        assert!(!f.is_passthrough());
+        let f = filter(&format!("{base}?program=1&si=0&pids=257,256"));
+        assert_eq!(f, FilterSpec { program: Some(1), si: false, pids: pids(&[256, 257]) });
+        // Repeated key, repeated PIDs, hex: one sorted list.
+        let f = filter(&format!("{base}?pids=0x1FFF,17&pids=16,0x11,0&si=true"));
+        assert_eq!(f, FilterSpec { program: None, si: true, pids: pids(&[0, 16, 17, 8191]) });
+        assert_eq!(filter(&format!("{base}?program=65535")).program, Some(65535));
+        let all: Vec<String> = (0..64).map(|p| (p * 100).to_string()).collect();
+        assert_eq!(filter(&format!("{base}?pids={}&pids=0,100", all.join(","))).pids.map(|p| p.len()), Some(64));
+    }
+    assert_eq!(filter("/x.ts?program=3"), FilterSpec::default(), "a plain path takes no options");
+}
+
+#[test]
+fn filter_option_errors_name_key_and_value() {
+    let bad = |input: &str, key: &str, value: &str| {
+        let e = err(input);
+        assert!(
+            matches!(&e, UrlError::BadOption { key: k, value: v, .. } if *k == key && v == value),
+            "{input}: {e:?}"
+        );
+        assert!(e.to_string().contains(&format!("'{value}' for '{key}'")), "{e}");
+    };
+    for base in ["udp://239.1.1.1:5000", "file:///x.ts"] {
+        for v in ["0", "65536", "-1", "x", "", "0x10", "1.0"] {
+            bad(&format!("{base}?program={v}"), "program", v);
+        }
+        bad(&format!("{base}?program=%2B3"), "program", "+3");
+        err_says(&format!("{base}?program=0"), "network PID");
+        bad(&format!("{base}?si=2"), "si", "2");
+        bad(&format!("{base}?si="), "si", "");
+        for v in ["8192", "0x2000", "99999999999"] {
+            bad(&format!("{base}?pids=1,{v}"), "pids", v);
+        }
+        bad(&format!("{base}?pids=%2B1"), "pids", "+1");
+        for v in ["", "x", "0x", "1.5", "-0", "0xg", "0x-1"] {
+            bad(&format!("{base}?pids=256,{v}"), "pids", v);
+        }
+        bad(&format!("{base}?pids="), "pids", "");
+        let many: Vec<String> = (0..65).map(|p| p.to_string()).collect();
+        bad(&format!("{base}?pids={}", many.join(",")), "pids", "64");
+        err_says(&format!("{base}?pids={}", many.join(",")), "more than 64 PIDs");
+        assert_eq!(err(&format!("{base}?program=1&program=1")), UrlError::DuplicateOption { key: "program" });
+        assert_eq!(err(&format!("{base}?si=1&si=0")), UrlError::DuplicateOption { key: "si" });
+    }
+    err_says("udp://239.1.1.1:5000?prog=1", "known: iface, source, rtp, rcvbuf, pkt_size, program, si, pids");
+    err_says("file:///x.ts?pid=1", "known: loop, pace, read, program, si, pids");
 }

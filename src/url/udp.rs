@@ -4,9 +4,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::filter::{self, FilterOptions};
 use super::{
-    DEFAULT_RCVBUF, MAX_PKT_SIZE, MAX_RCVBUF, MAX_SOURCES, MIN_PKT_SIZE, MIN_RCVBUF, UDP_KEYS, UrlError, bad_option,
-    parse_bool, set_once, shown,
+    DEFAULT_RCVBUF, FilterSpec, MAX_PKT_SIZE, MAX_RCVBUF, MAX_SOURCES, MIN_PKT_SIZE, MIN_RCVBUF, UDP_KEYS, UrlError,
+    bad_option, parse_bool, set_once, shown,
 };
 
 /// The interface of a multicast join (`iface=`).
@@ -35,7 +36,7 @@ impl fmt::Display for Iface {
 }
 
 /// A checked `udp://` input:
-/// `udp://239.1.1.1:5000?iface=eth0&source=10.0.0.1&rtp=0&rcvbuf=8M&pkt_size=1316`.
+/// `udp://239.1.1.1:5000?iface=eth0&source=10.0.0.1&rtp=0&rcvbuf=8M&pkt_size=1316&program=3`.
 ///
 /// A multicast `group_or_host` is joined (IGMP/MLD); any other address is
 /// the local bind address (`0.0.0.0` or `::` for any). `source=` makes the
@@ -68,6 +69,8 @@ pub struct UdpSpec {
     /// it lower (1316, 1328 with RTP, 8836 for jumbo frames) to save memory
     /// where GRO is not available.
     pub pkt_size: usize,
+    /// `program=`, `si=`, `pids=`: what of the stream to keep.
+    pub filter: FilterSpec,
 }
 
 impl UdpSpec {
@@ -81,6 +84,7 @@ impl UdpSpec {
             rtp: true,
             rcvbuf: DEFAULT_RCVBUF,
             pkt_size: MAX_PKT_SIZE,
+            filter: FilterSpec::default(),
         }
     }
 
@@ -123,7 +127,7 @@ impl fmt::Display for UdpSpec {
         if self.pkt_size != MAX_PKT_SIZE {
             opt(f, "pkt_size", &self.pkt_size)?;
         }
-        Ok(())
+        filter::write_options(&self.filter, f, &mut opt)
     }
 }
 
@@ -149,7 +153,11 @@ pub(super) fn parse_udp_url(rest: &str) -> Result<UdpSpec, UrlError> {
     let (host, port) = parse_authority(authority)?;
     let mut spec = UdpSpec::new(host, port);
     let (mut iface, mut rtp, mut rcvbuf, mut pkt_size) = (None, None, None, None);
+    let mut filter = FilterOptions::default();
     for (key, value) in url::form_urlencoded::parse(query.strip_prefix('?').unwrap_or(query).as_bytes()) {
+        if filter.take(&key, &value)? {
+            continue;
+        }
         match &*key {
             "iface" => set_once(&mut iface, "iface", parse_iface(&value)?)?,
             "source" => {
@@ -168,6 +176,7 @@ pub(super) fn parse_udp_url(rest: &str) -> Result<UdpSpec, UrlError> {
     spec.rtp = rtp.unwrap_or(true);
     spec.rcvbuf = rcvbuf.unwrap_or(DEFAULT_RCVBUF);
     spec.pkt_size = pkt_size.unwrap_or(MAX_PKT_SIZE);
+    spec.filter = filter.finish();
     check_udp(&spec)?;
     Ok(spec)
 }
