@@ -147,4 +147,3 @@ fn allow_list_keeps_only_the_listed_pids() {
     let (programs, _) = programs_and_streams(&common::ffprobe(&path));
     assert_eq!(programs, [(2, vec![0x102, 0x103])]);
 }
-

@@ -75,12 +75,7 @@ fuzz_target!(|data: &[u8]| {
                 if op & 0x80 == 0 {
                     p[0] = 0x47;
                 }
-                let pid = u16::from(p[1] & 0x1F) << 8 | u16::from(p[2]);
-                if !PIDS.contains(&pid) {
-                    let pid = PIDS[usize::from(p[1] & 7)];
-                    p[1] = (p[1] & 0xE0) | (pid >> 8) as u8;
-                    p[2] = pid as u8;
-                }
+                uringest_fuzz::steer_pid(&mut p, &PIDS);
                 current.extend_from_slice(&p);
             }
             1 => {
