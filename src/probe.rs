@@ -50,6 +50,12 @@ pub enum ProbeError {
         /// Datagrams dropped as not TS.
         non_ts: u64,
     },
+    /// A filter option on a probe, which always shows the whole stream.
+    #[error("{url}: program=, pids= and si= filter what relay passes on; probe shows the whole stream (drop them)")]
+    FilterOption {
+        /// The input.
+        url: String,
+    },
     /// A file read into buffers (a FIFO) gave no bytes in the time given.
     #[error("{url}: nothing read in {secs} s (no writer on the FIFO?)")]
     Silent {
@@ -107,7 +113,15 @@ pub struct ProbeOptions {
 /// chance in text or compressed data, a transport stream with that much
 /// garbage is better reported as broken than summarised.
 pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
-    match parse_input(url)? {
+    let spec = parse_input(url)?;
+    let filter = match &spec {
+        InputSpec::Udp(u) => &u.filter,
+        InputSpec::File { filter, .. } => filter,
+    };
+    if !filter.is_passthrough() {
+        return Err(ProbeError::FilterOption { url: url.to_owned() });
+    }
+    match spec {
         InputSpec::File { path, read, .. } => {
             if resolve(&path, read)? == FileMethod::Read {
                 return probe_read(url, path, options);

@@ -33,12 +33,7 @@ fuzz_target!(|data: &[u8]| {
     for (index, chunk) in data.chunks_exact(188).enumerate() {
         let mut p: [u8; 188] = chunk.try_into().expect("188 bytes");
         p[0] = 0x47;
-        let pid = u16::from(p[1] & 0x1F) << 8 | u16::from(p[2]);
-        if !PIDS.contains(&pid) {
-            let pid = PIDS[usize::from(p[1] & 7)];
-            p[1] = (p[1] & 0xE0) | (pid >> 8) as u8;
-            p[2] = pid as u8;
-        }
+        uringest_fuzz::steer_pid(&mut p, &PIDS);
         let pkt = TsPacket::new(&p);
 
         assemblers.entry(pkt.pid()).or_default().push(&pkt, &mut |res| {

@@ -194,3 +194,15 @@ pub fn split_agrees(data: &[u8]) {
     assert_eq!(x, y, "per-PID counters differ");
     assert_eq!(split.psi().counters(), sequential.psi().counters(), "PSI counters differ");
 }
+
+/// Moves a packet whose PID is not in `pids` onto one of them (chosen by
+/// the low 3 bits of byte 1), so random packets reach the table and
+/// stream paths of a target.
+pub fn steer_pid(p: &mut [u8; 188], pids: &[u16; 8]) {
+    let pid = u16::from(p[1] & 0x1F) << 8 | u16::from(p[2]);
+    if !pids.contains(&pid) {
+        let pid = pids[usize::from(p[1] & 7)];
+        p[1] = (p[1] & 0xE0) | (pid >> 8) as u8;
+        p[2] = pid as u8;
+    }
+}

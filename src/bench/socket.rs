@@ -51,6 +51,9 @@ pub fn parse_destination(url: &str) -> Result<Destination, SendError> {
     if spec.rcvbuf != DEFAULT_RCVBUF {
         return Err(refused("rcvbuf"));
     }
+    if !spec.filter.is_passthrough() {
+        return Err(refused("program/pids/si"));
+    }
     if spec.pkt_size != MAX_PKT_SIZE {
         return Err(bad("option 'pkt_size' applies to receivers; use --pkt".to_owned()));
     }

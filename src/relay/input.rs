@@ -26,6 +26,7 @@ use crate::input::playout::drive::{ChunkSink, DriveOptions, drive};
 use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
 use crate::input::udp::{UdpInput, UdpStats};
 use crate::shard::Backend;
+use crate::ts::filter::{FilterCounters, FilterSpec, TsFilter};
 use crate::ts::scan::{Run, Scanner};
 use crate::url::{FileRead, Pace, UdpSpec};
 
@@ -72,6 +73,9 @@ pub struct InputReport {
     pub cc_errors: u64,
     /// Times reopened after an error.
     pub reopens: u64,
+    /// What `program=`/`pids=` kept and dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterCounters>,
     /// UDP receive counters, summed over every open.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub udp: Option<UdpStats>,
@@ -84,6 +88,9 @@ pub struct InputRun {
     /// Becomes `true` when the relay wants the input to stop.
     stop: watch::Receiver<bool>,
     scanner: Scanner,
+    /// `program=`/`pids=`: applied after counting, before publishing.
+    filter: Option<TsFilter>,
+    filtered: Vec<Bytes>,
 }
 
 impl ChunkSink for InputRun {
@@ -94,8 +101,14 @@ impl ChunkSink for InputRun {
 
 impl InputRun {
     /// The input stage around `publisher`.
-    pub fn new(publisher: Publisher<Bytes>, live: Arc<InputLive>, stop: watch::Receiver<bool>) -> InputRun {
-        InputRun { publisher, live, stop, scanner: Scanner::new() }
+    pub fn new(
+        publisher: Publisher<Bytes>,
+        live: Arc<InputLive>,
+        stop: watch::Receiver<bool>,
+        filter: FilterSpec,
+    ) -> InputRun {
+        let filter = (!filter.is_passthrough()).then(|| TsFilter::new(filter));
+        InputRun { publisher, live, stop, scanner: Scanner::new(), filter, filtered: Vec::new() }
     }
 
     /// Counts `chunks` (packets, bytes, continuity errors) and publishes
@@ -112,7 +125,15 @@ impl InputRun {
         self.live.cc_errors.store(cc, Ordering::Relaxed);
         self.live.packets.fetch_add(scanner.packets() - before, Ordering::Relaxed);
         self.live.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.publisher.publish_batch(chunks.drain(..));
+        match &mut self.filter {
+            Some(filter) => {
+                for chunk in chunks.drain(..) {
+                    filter.push(&chunk, &mut self.filtered);
+                }
+                self.publisher.publish_batch(self.filtered.drain(..));
+            }
+            None => self.publisher.publish_batch(chunks.drain(..)),
+        }
     }
 
     fn stopped(&self) -> bool {
@@ -135,6 +156,7 @@ impl InputRun {
             published_packets: self.live.packets.load(Ordering::Relaxed),
             cc_errors: self.live.cc_errors.load(Ordering::Relaxed),
             reopens: self.live.reopens.load(Ordering::Relaxed),
+            filter: self.filter.as_ref().map(TsFilter::counters),
             udp,
         }
     }

@@ -199,10 +199,14 @@ pub fn relay(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let input_live = Arc::new(InputLive::default());
-    let run = InputRun::new(publisher, Arc::clone(&input_live), stop_rx);
+    let filter = match &input {
+        InputSpec::Udp(spec) => spec.filter.clone(),
+        InputSpec::File { filter, .. } => filter.clone(),
+    };
+    let run = InputRun::new(publisher, Arc::clone(&input_live), stop_rx, filter);
     let mut input_done: oneshot::Receiver<Result<InputReport, String>> = match input {
         InputSpec::Udp(spec) => shards.spawn(move || input::run_udp(spec, backend, run))?,
-        InputSpec::File { path, looping, pace, read } => {
+        InputSpec::File { path, looping, pace, read, .. } => {
             let (looping, pace) = (looping.unwrap_or(false), pace.unwrap_or(Pace::Pcr));
             shards.spawn(move || input::run_file(path, looping, pace, read, backend, run))?
         }

@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod codec;
 pub mod datagram;
+pub mod filter;
 pub mod framing;
 pub mod pace;
 pub mod packet;

@@ -127,8 +127,10 @@ impl SectionAssembler {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SectionHeader {
     pub(crate) table_id: u8,
+    /// transport_stream_id (PAT) or program_number (PMT).
     pub(crate) extension: u16,
     pub(crate) version: u8,
+    /// current_next_indicator.
     pub(crate) current: bool,
     pub(crate) number: u8,
     pub(crate) last_number: u8,
@@ -338,10 +340,7 @@ impl Psi {
             self.pat_pending.clear();
             self.pat_pending_version = Some(header.version);
         }
-        let entries = body
-            .chunks_exact(4)
-            .map(|e| (u16::from_be_bytes([e[0], e[1]]), Pid::new(u16::from_be_bytes([e[2], e[3]]))))
-            .collect();
+        let entries = pat_entries(body).collect();
         self.pat_pending.insert(header.number, entries);
         if (0..=header.last_number).any(|n| !self.pat_pending.contains_key(&n)) {
             return;
@@ -410,8 +409,14 @@ impl Psi {
     }
 }
 
+/// The (program_number, PID) entries of a PAT section body (after the
+/// 8-byte header, without CRC); program 0 names the network PID.
+pub(crate) fn pat_entries(body: &[u8]) -> impl Iterator<Item = (u16, Pid)> + '_ {
+    body.chunks_exact(4).map(|e| (u16::from_be_bytes([e[0], e[1]]), Pid::new(u16::from_be_bytes([e[2], e[3]]))))
+}
+
 /// Parses a PMT body (after the 8-byte header, without CRC).
-fn parse_pmt(pmt_pid: Pid, header: SectionHeader, body: &[u8]) -> Option<Pmt> {
+pub(crate) fn parse_pmt(pmt_pid: Pid, header: SectionHeader, body: &[u8]) -> Option<Pmt> {
     let (&[pcr_hi, pcr_lo, info_hi, info_lo], rest) = body.split_first_chunk::<4>()?;
     let info_len = usize::from(info_hi & 0x0F) << 8 | usize::from(info_lo);
     let descriptors = rest.get(..info_len)?;
@@ -452,6 +457,23 @@ pub fn build_section(table_id: u8, extension: u16, version: u8, body: &[u8]) -> 
     let crc = CRC32.checksum(&s);
     s.extend_from_slice(&crc.to_be_bytes());
     s
+}
+
+/// A PAT body listing `(program_number, PID)` pairs; for tests and the
+/// fuzz corpus.
+pub fn pat_body(programs: &[(u16, u16)]) -> Vec<u8> {
+    programs.iter().flat_map(|&(n, pid)| [(n >> 8) as u8, n as u8, 0xE0 | (pid >> 8) as u8, pid as u8]).collect()
+}
+
+/// A PMT body with PCR PID `pcr` and `(stream_type, PID, ES descriptors)`
+/// streams, no program descriptors; for tests and the fuzz corpus.
+pub fn pmt_body(pcr: u16, streams: &[(u8, u16, &[u8])]) -> Vec<u8> {
+    let mut b = vec![0xE0 | (pcr >> 8) as u8, pcr as u8, 0xF0, 0];
+    for &(st, pid, desc) in streams {
+        b.extend_from_slice(&[st, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, desc.len() as u8]);
+        b.extend_from_slice(desc);
+    }
+    b
 }
 
 /// Splits a section into packets of `pid` (pointer_field 0, 0xFF stuffing),

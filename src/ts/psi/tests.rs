@@ -2,19 +2,6 @@
 
 use super::*;
 
-fn pat_body(programs: &[(u16, u16)]) -> Vec<u8> {
-    programs.iter().flat_map(|&(n, pid)| [(n >> 8) as u8, n as u8, 0xE0 | (pid >> 8) as u8, pid as u8]).collect()
-}
-
-fn pmt_body(pcr: u16, streams: &[(u8, u16, &[u8])]) -> Vec<u8> {
-    let mut b = vec![0xE0 | (pcr >> 8) as u8, pcr as u8, 0xF0, 0];
-    for &(st, pid, desc) in streams {
-        b.extend_from_slice(&[st, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, desc.len() as u8]);
-        b.extend_from_slice(desc);
-    }
-    b
-}
-
 fn feed(psi: &mut Psi, table: &mut PidTable, packets: &[[u8; 188]]) {
     for p in packets {
         let pkt = TsPacket::new(p);
