@@ -19,4 +19,4 @@ pub mod rate;
 pub mod recv;
 pub mod send;
 pub mod socket;
-mod sys;
+pub(crate) mod sys;

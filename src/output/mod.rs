@@ -10,6 +10,7 @@ pub mod entry;
 pub mod gaps;
 pub mod pace;
 pub mod spec;
+pub mod tail;
 #[cfg(not(loom))]
 pub mod udp;
 #[cfg(not(loom))]

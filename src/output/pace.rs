@@ -25,9 +25,11 @@ pub const HEADROOM: f64 = 1.05;
 pub const MAX_DELAY: Duration = Duration::from_millis(20);
 /// Longest a partial datagram waits for the rest of its packets.
 pub const PARTIAL_FLUSH: Duration = Duration::from_millis(20);
-/// Most credit kept across an idle spell, in time at the current rate, so
-/// a pause is not followed by a burst.
-const MAX_CREDIT: Duration = Duration::from_millis(2);
+/// Most credit kept when ticks come late, in time at the current rate, so
+/// a late tick is not followed by a burst.
+const MAX_CREDIT: Duration = Duration::from_micros(200);
+/// The first window, short so that little leaves unpaced at the start.
+pub const FIRST_WINDOW: Duration = Duration::from_millis(2);
 /// Weight of a new window in the rate estimate.
 const ALPHA: f64 = 0.3;
 
@@ -59,7 +61,8 @@ impl Pacer {
         let start = *self.window_start.get_or_insert(now);
         self.window_bytes += bytes as u64;
         let span = now.saturating_sub(start);
-        if span >= WINDOW {
+        let window = if self.rate.is_some() { WINDOW } else { FIRST_WINDOW };
+        if span >= window {
             let sample = self.window_bytes as f64 / span.as_secs_f64();
             self.rate = Some(match self.rate {
                 Some(rate) => rate + ALPHA * (sample - rate),
@@ -79,6 +82,12 @@ impl Pacer {
         };
         let elapsed = now.saturating_sub(self.last_tick.unwrap_or(now));
         self.last_tick = Some(now);
+        if queued == 0 {
+            // Nothing waits: no credit builds up, or the next burst from
+            // the input would leave as a burst.
+            self.credit = self.credit.min(0.0);
+            return 0;
+        }
         let cap = rate * MAX_CREDIT.as_secs_f64();
         self.credit = (self.credit + rate * HEADROOM * elapsed.as_secs_f64()).min(cap.max(0.0));
         let overdue = queued as f64 - rate * MAX_DELAY.as_secs_f64();
@@ -205,27 +214,27 @@ mod tests {
     fn a_steady_rate_is_learned_and_spread() {
         let mut p = Pacer::new();
         // 125 000 bytes per second (1 Mbit/s), in 1 ms bursts of 125 bytes.
-        for t in 0..=200 {
+        for t in 0..=400 {
             p.arrived(ms(t), 125);
         }
         let rate = p.rate().unwrap();
         assert!((rate - 125_000.0).abs() < 2_000.0, "{rate}");
-        // Ticks of 250 us with a 1 ms burst queued: about a quarter each.
-        p.allowance(ms(200), 0);
-        let first = p.allowance(ms(200) + Duration::from_micros(250), 125);
-        assert!((30..=34).contains(&first), "{first}");
+        // Ticks of 100 us with a 1 ms burst queued: about a tenth each.
+        p.allowance(ms(400), 0);
+        let first = p.allowance(ms(400) + Duration::from_micros(100), 125);
+        assert!((12..=14).contains(&first), "{first}");
     }
 
     #[test]
     fn a_backlog_beyond_the_delay_leaves_at_once() {
         let mut p = Pacer::new();
-        for t in 0..=100 {
+        for t in 0..=400 {
             p.arrived(ms(t), 100);
         }
-        p.allowance(ms(100), 0);
-        // About 100 000 B/s (the first window saw 21 arrivals in 20 ms): 20 ms
-        // is about 2000 bytes, so of 5000 queued about 3000 leave at once.
-        let a = p.allowance(ms(100) + Duration::from_micros(10), 5000);
+        p.allowance(ms(400), 0);
+        // About 100 000 B/s: 20 ms is about 2000 bytes, so of 5000 queued
+        // about 3000 leave at once.
+        let a = p.allowance(ms(400) + Duration::from_micros(10), 5000);
         assert!((2950..3010).contains(&a), "{a}");
     }
 
@@ -237,10 +246,15 @@ mod tests {
         }
         p.allowance(ms(100), 0);
         let a = p.allowance(ms(10_000), 1_000_000);
-        // At most 2 ms of credit, plus the overdue part (1 000 000 - 2000).
-        assert!(a <= 1_000_000 - 2000 + 200 + 1, "{a}");
+        // At most 0.2 ms of credit, plus the overdue part (1 000 000 - 2000).
+        assert!(a <= 1_000_000 - 2000 + 20 + 1, "{a}");
         p.sent(a);
         assert_eq!(p.allowance(ms(10_000), 0), 0);
+        // An idle queue builds no credit: after 10 ms of nothing queued,
+        // one tick's worth (0.25 ms) leaves, not 10 ms' worth.
+        assert_eq!(p.allowance(ms(10_010), 0), 0);
+        let after_idle = p.allowance(ms(10_010) + Duration::from_micros(250), 1000);
+        assert!(after_idle <= 27, "{after_idle}");
     }
 
     #[test]

@@ -23,7 +23,8 @@ use thiserror::Error;
 
 use super::entry::{EntryGate, Piece, StartMode};
 use super::spec::{FileOutSpec, StartAt};
-use super::udp::LiveCounters;
+use super::tail::PesTails;
+use super::udp::{LagLog, LiveCounters};
 use crate::clock::Clock;
 use crate::hub::{RecvError, Subscriber};
 
@@ -106,30 +107,57 @@ pub fn segment_path(path: &Path, index: u64) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// The sink being written: a file (with its path) or stdout.
+/// The sink being written: a file (with its path and where its PES
+/// packets start) or stdout.
 enum Sink {
-    File(BufWriter<File>, PathBuf),
+    /// The tails are `None` with `start=any`: the stream is kept as it
+    /// came, at both ends.
+    File(BufWriter<File>, PathBuf, Option<PesTails>),
     Stdout(BufWriter<io::Stdout>),
 }
 
 impl Sink {
-    fn create(path: &Path) -> Result<Sink, WriterError> {
-        let file = File::create(path).map_err(|source| WriterError::File { path: path.to_owned(), source })?;
-        Ok(Sink::File(BufWriter::with_capacity(WRITE_BUFFER, file), path.to_owned()))
+    fn create(path: &Path, trim: bool) -> Result<Sink, WriterError> {
+        // Read as well as write: closing trims the tail (see `tail`).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|source| WriterError::File { path: path.to_owned(), source })?;
+        let tails = trim.then(PesTails::default);
+        Ok(Sink::File(BufWriter::with_capacity(WRITE_BUFFER, file), path.to_owned(), tails))
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), WriterError> {
         match self {
-            Sink::File(w, path) => {
+            Sink::File(w, path, tails) => {
+                if let Some(tails) = tails {
+                    tails.note(bytes);
+                }
                 w.write_all(bytes).map_err(|source| WriterError::File { path: path.clone(), source })
             }
             Sink::Stdout(w) => w.write_all(bytes).map_err(WriterError::Stdout),
         }
     }
 
-    fn flush(&mut self) -> Result<(), WriterError> {
+    /// Writes out what is buffered; a file is also cut back to whole PES
+    /// packets, so it is complete as it stands (at rotation and at the end).
+    fn close(&mut self) -> Result<(), WriterError> {
         match self {
-            Sink::File(w, path) => w.flush().map_err(|source| WriterError::File { path: path.clone(), source }),
+            Sink::File(w, path, tails) => {
+                let fail = |source| WriterError::File { path: path.clone(), source };
+                w.flush().map_err(fail)?;
+                let cut = match tails {
+                    Some(tails) => tails.trim(w.get_mut()).map_err(fail)?,
+                    None => 0,
+                };
+                if cut > 0 {
+                    tracing::debug!(file = %path.display(), bytes = cut, "unfinished PES packets cut from the end");
+                }
+                Ok(())
+            }
             Sink::Stdout(w) => w.flush().map_err(WriterError::Stdout),
         }
     }
@@ -152,15 +180,18 @@ pub fn run<C: Clock>(
         Target::Stdout => ("-".to_owned(), StartAt::Clean, None),
     };
     let mode = if start == StartAt::Any { StartMode::Any } else { StartMode::Clean };
+    let trim = mode == StartMode::Clean;
     let mut gate = EntryGate::new(mode);
     let mut files = 1;
     let mut sink = match &target {
-        Target::File(spec) if segment.is_some() => Sink::create(&segment_path(&spec.path, files))?,
-        Target::File(spec) => Sink::create(&spec.path)?,
+        Target::File(spec) if segment.is_some() => Sink::create(&segment_path(&spec.path, files), trim)?,
+        Target::File(spec) => Sink::create(&spec.path, trim)?,
         Target::Stdout => Sink::Stdout(BufWriter::with_capacity(WRITE_BUFFER, io::stdout())),
     };
-    let mut segment_start: Instant = clock.now();
+    let started: Instant = clock.now();
+    let mut segment_start = started;
     let mut cut_asked = false;
+    let mut lag_log = LagLog::default();
     let mut items = Vec::with_capacity(BATCH);
     let mut pieces = Vec::new();
     let mut report = WriterReport { url, bytes: 0, lag_drops: 0, skipped_packets: 0, files: 1, pipe_closed: false };
@@ -171,7 +202,7 @@ pub fn run<C: Clock>(
             Err(RecvError::Lagged(lost)) => {
                 report.lag_drops += lost;
                 live.lag_drops.fetch_add(lost, Ordering::Relaxed);
-                tracing::warn!(output = %report.url, lost, "output fell behind the input (disk or pipe too slow); resuming at the next entry point");
+                lag_log.lost(clock.now().saturating_duration_since(started), lost, &report.url);
                 gate.resync(lost);
                 continue;
             }
@@ -200,12 +231,12 @@ pub fn run<C: Clock>(
                 }
                 Piece::Cut => {
                     let Target::File(spec) = &target else { continue };
-                    if let Err(e) = sink.flush() {
+                    if let Err(e) = sink.close() {
                         failed = Some(e);
                         break;
                     }
                     files += 1;
-                    match Sink::create(&segment_path(&spec.path, files)) {
+                    match Sink::create(&segment_path(&spec.path, files), trim) {
                         Ok(next) => sink = next,
                         Err(e) => {
                             failed = Some(e);
@@ -225,7 +256,7 @@ pub fn run<C: Clock>(
     };
     report.files = files;
     report.skipped_packets = gate.counters().skipped();
-    let flushed = sink.flush();
+    let flushed = sink.close();
     match outcome.and(flushed) {
         Ok(()) => Ok(report),
         Err(e) if is_broken_pipe(&e) => {

@@ -192,6 +192,10 @@ pub async fn run_udp(spec: UdpSpec, backend: Backend, mut run: InputRun) -> Resu
                 _ = run.stop.changed() => break None,
             }
             run.publish(&mut chunks);
+            // A receiver with a backlog returns batch after batch without
+            // waiting; let the shard's other tasks (outputs) run between
+            // them, or they fall behind the hub while it catches up.
+            tokio::task::yield_now().await;
         };
         total.add(&input.stats());
         drop(input);
@@ -250,6 +254,7 @@ async fn run_read(path: PathBuf, backend: Backend, mut run: InputRun) -> Result<
             _ = run.stop.changed() => break InputEnd::Stopped,
         }
         run.publish(&mut chunks);
+        tokio::task::yield_now().await;
     };
     Ok(run.report(url, end, None))
 }

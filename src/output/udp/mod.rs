@@ -37,9 +37,16 @@ use crate::hub::{Subscriber, TryRecvError};
 use crate::shard::timer::PreciseTimer;
 use sys::GatherSender;
 
-/// How often the output task wakes while data flows: bursts leave in
-/// slices of at most this much stream time (24 datagrams at 1 Gbit/s).
-pub const TICK: Duration = Duration::from_micros(250);
+/// The finest tick while data flows. At 1 Gbit/s a tick carries about 8
+/// datagrams, a little under what `bench send` itself sends at once at
+/// that rate. Ticks are kept on a fixed grid, so the time spent sending
+/// does not stretch them.
+pub const TICK: Duration = Duration::from_micros(80);
+/// The coarsest tick while data flows.
+const MAX_TICK: Duration = Duration::from_millis(2);
+/// Datagrams a tick aims to carry: slower streams tick less often, since a
+/// wake-up costs far more than sending a few datagrams more at once.
+const DATAGRAMS_PER_TICK: f64 = 8.0;
 /// How often it wakes when nothing has arrived for [`IDLE_AFTER`].
 const IDLE_TICK: Duration = Duration::from_millis(2);
 const IDLE_AFTER: Duration = Duration::from_millis(100);
@@ -118,6 +125,28 @@ pub struct UdpOutput {
     max_burst: u64,
     pieces: Vec<Piece>,
     batch: Vec<Bytes>,
+    lag_log: LagLog,
+}
+
+/// Logs lag drops at most once a second per output, with the count since
+/// the last line: a saturated output must not also flood the log.
+#[derive(Debug, Default)]
+pub struct LagLog {
+    last: Option<Duration>,
+    unlogged: u64,
+}
+
+impl LagLog {
+    /// `lost` items were missed at `now`.
+    pub fn lost(&mut self, now: Duration, lost: u64, output: &str) {
+        self.unlogged += lost;
+        if self.last.is_some_and(|t| now.saturating_sub(t) < Duration::from_secs(1)) {
+            return;
+        }
+        tracing::warn!(output, lost = self.unlogged, "output fell behind the input; resuming at the next entry point");
+        self.last = Some(now);
+        self.unlogged = 0;
+    }
 }
 
 impl UdpOutput {
@@ -161,6 +190,7 @@ impl UdpOutput {
             max_burst: 0,
             pieces: Vec::new(),
             batch: Vec::new(),
+            lag_log: LagLog::default(),
         })
     }
 
@@ -191,7 +221,7 @@ impl UdpOutput {
                 }
                 Err(TryRecvError::Lagged(lost)) => {
                     self.live.lag_drops.fetch_add(lost, Ordering::Relaxed);
-                    tracing::warn!(output = %self.url, lost, "output fell behind the input; resuming at the next entry point");
+                    self.lag_log.lost(now, lost, &self.url);
                     self.gate.resync(lost);
                 }
                 Err(TryRecvError::Empty) => return,
@@ -206,10 +236,10 @@ impl UdpOutput {
     /// Sends what the pacer allows now (everything once the input ended).
     fn send_due(&mut self, now: Duration) {
         let queued = self.queue.len();
+        let allowed = if self.closed { queued } else { self.pacer.allowance(now, queued) };
         if queued == 0 {
             return;
         }
-        let allowed = if self.closed { queued } else { self.pacer.allowance(now, queued) };
         let mut bytes = allowed / self.pkt_size * self.pkt_size;
         if bytes == 0 && (self.closed || self.queue.partial_due(now, self.pkt_size)) {
             bytes = queued.min(self.pkt_size);
@@ -290,13 +320,27 @@ impl UdpOutput {
     }
 }
 
+/// The tick that gives the fastest output about [`DATAGRAMS_PER_TICK`]
+/// datagrams a tick, within [`TICK`]..[`MAX_TICK`].
+fn flowing_tick(outputs: &[UdpOutput]) -> Duration {
+    let finest = outputs
+        .iter()
+        .filter_map(|o| o.pacer.rate().filter(|&r| r > 0.0).map(|r| DATAGRAMS_PER_TICK * o.pkt_size as f64 / r))
+        .fold(MAX_TICK.as_secs_f64(), f64::min);
+    Duration::from_secs_f64(finest).clamp(TICK, MAX_TICK)
+}
+
 /// Runs `outputs` until every one has sent all its hub had when the hub
 /// closed. Run it on a shard (it needs a tokio reactor for its timer).
 pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutputReport> {
     let start: Instant = clock.now();
+    // Ticks of 100 us need the default 50 us timer slack out of the way;
+    // this is the shard's thread, whose other timers only gain by it.
+    crate::bench::sys::tighten_timer_slack();
     let mut timer = PreciseTimer::new()
         .map_err(|e| tracing::warn!("no timerfd ({e}): UDP outputs tick on the 1 ms runtime timer"))
         .ok();
+    let mut next_tick = Duration::ZERO;
     loop {
         let now = clock.now() - start;
         for output in outputs.iter_mut() {
@@ -307,11 +351,18 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
             break;
         }
         let busy = outputs.iter().any(|o| o.last_arrival.is_some_and(|t| now.saturating_sub(t) < IDLE_AFTER));
-        let tick = if busy { TICK } else { IDLE_TICK };
+        let tick = if busy { flowing_tick(&outputs) } else { IDLE_TICK };
+        next_tick += tick;
+        let after = clock.now() - start;
+        if next_tick <= after {
+            // Fell behind the grid (a slow round): start a new one.
+            next_tick = after + tick;
+        }
+        let wait = next_tick - after;
         let slept = match timer.as_mut() {
-            Some(t) => t.sleep(tick).await,
+            Some(t) => t.sleep(wait).await,
             None => {
-                tokio::time::sleep(tick).await;
+                tokio::time::sleep(wait).await;
                 Ok(())
             }
         };
