@@ -248,6 +248,9 @@ impl EntryGate {
 
     /// Feeds one chunk of whole 188-byte packets; appends what may go out.
     pub fn push(&mut self, chunk: &Bytes, out: &mut Vec<Piece>) {
+        if self.pass_whole(chunk, out) {
+            return;
+        }
         let whole = chunk.len() / PACKET_LEN * PACKET_LEN;
         self.counters.partial_bytes += (chunk.len() - whole) as u64;
         for off in (0..whole).step_by(PACKET_LEN) {
@@ -265,6 +268,37 @@ impl EntryGate {
         }
         self.flush(out);
         self.counters.held_packets = self.candidate.as_ref().map_or(0, |c| u64::from(c.held_packets));
+    }
+
+    /// The common case once running, in one pass over the headers: a chunk
+    /// of whole, synced packets, none feeding the tables and (with `Clean`)
+    /// all of PIDs already started, goes out whole. Every output runs its
+    /// own gate over every packet, so the per-packet path showed as a fifth
+    /// of the relay's CPU at 16 outputs. `false`: take the full path.
+    fn pass_whole(&mut self, chunk: &Bytes, out: &mut Vec<Piece>) -> bool {
+        if self.phase != Phase::Running || self.candidate.is_some() || self.cut_pending {
+            return false;
+        }
+        if chunk.is_empty() || chunk.len() % PACKET_LEN != 0 {
+            return false;
+        }
+        for header in chunk.chunks_exact(PACKET_LEN) {
+            if header[0] != 0x47 {
+                return false;
+            }
+            let pid = Pid::new(u16::from_be_bytes([header[1] & 0x1F, header[2]]));
+            if self.cache.wants(pid) {
+                return false;
+            }
+            if self.mode == StartMode::Clean && pid != Pid::NULL && !self.started.contains(pid) {
+                return false;
+            }
+        }
+        let packets = (chunk.len() / PACKET_LEN) as u64;
+        self.counters.packets_in += packets;
+        self.counters.packets_passed += packets;
+        out.push(Piece::Data(chunk.clone()));
+        true
     }
 
     /// The reader lost items: skip until the next clean entry point, with

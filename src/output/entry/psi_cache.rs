@@ -110,6 +110,11 @@ impl PsiCache {
 
     /// Feeds one packet with a sync byte; `seq` is its index in the input.
     /// Returns whether the cached tables changed.
+    /// Whether packets of `pid` feed the tables (PAT, PMTs).
+    pub(crate) fn wants(&self, pid: Pid) -> bool {
+        self.table.get(pid).is_some_and(|e| e.wanted)
+    }
+
     pub(crate) fn push(&mut self, pkt: &TsPacket<'_>, seq: u64) -> bool {
         let pid = pkt.pid();
         if !self.table.get(pid).is_some_and(|e| e.wanted) || pkt.transport_error() {
