@@ -153,13 +153,10 @@ struct OutCounts {
 }
 
 fn main() -> ExitCode {
-    let args = match support::parse_args::<Args>(NAME) {
+    let args = match support::parse_args::<Args>(NAME, |a| a.duration) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    if let Err(code) = support::check_duration(NAME, args.duration) {
-        return code;
-    }
     if args.outs.len() > MAX_OUTPUTS {
         return support::fail(NAME, "--out", format!("{} outputs; at most {MAX_OUTPUTS}", args.outs.len()));
     }

@@ -88,13 +88,10 @@ impl Counts {
 }
 
 fn main() -> ExitCode {
-    let args = match support::parse_args::<Args>(NAME) {
+    let args = match support::parse_args::<Args>(NAME, |a| a.duration) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    if let Err(code) = support::check_duration(NAME, args.duration) {
-        return code;
-    }
     let opts = RxOptions { timeout: Some(RECV_TIMEOUT), gro: args.gro, ..RxOptions::default() };
     let socket = match support::open_rx(args.bind, args.rcvbuf, &opts) {
         Ok(s) => s,

@@ -30,25 +30,23 @@ pub fn fail(name: &str, what: &str, e: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Parses the command line; on `--help`/`--version` prints and exits 0, on
-/// bad arguments names the first problem and exits 2.
-pub fn parse_args<A: Parser>(name: &str) -> Result<A, ExitCode> {
-    match A::try_parse() {
-        Ok(a) => Ok(a),
+/// bad arguments names the first problem and exits 2. `duration` picks the
+/// run's `--duration`, which must be in (0, 86400] seconds: a run that
+/// ends, and a deadline `Instant` arithmetic cannot overflow.
+pub fn parse_args<A: Parser>(name: &str, duration: fn(&A) -> f64) -> Result<A, ExitCode> {
+    let args = match A::try_parse() {
+        Ok(a) => a,
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            Err(ExitCode::SUCCESS)
+            return Err(ExitCode::SUCCESS);
         }
-        Err(e) => Err(fail(name, "bad arguments", e.to_string().lines().next().unwrap_or(""))),
-    }
-}
-
-/// Checks `--duration` is in (0, 86400] seconds: a run that ends, and a
-/// deadline `Instant` arithmetic cannot overflow.
-pub fn check_duration(name: &str, duration: f64) -> Result<(), ExitCode> {
-    if duration.is_finite() && duration > 0.0 && duration <= 86_400.0 {
-        Ok(())
+        Err(e) => return Err(fail(name, "bad arguments", e.to_string().lines().next().unwrap_or(""))),
+    };
+    let d = duration(&args);
+    if d.is_finite() && d > 0.0 && d <= 86_400.0 {
+        Ok(args)
     } else {
-        Err(fail(name, "--duration", format!("{duration} is not in (0, 86400] seconds")))
+        Err(fail(name, "--duration", format!("{d} is not in (0, 86400] seconds")))
     }
 }
 

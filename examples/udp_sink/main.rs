@@ -267,13 +267,10 @@ fn cpu_times() -> (f64, f64) {
 }
 
 fn main() -> ExitCode {
-    let args = match support::parse_args::<Args>(NAME) {
+    let args = match support::parse_args::<Args>(NAME, |a| a.duration) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    if let Err(code) = support::check_duration(NAME, args.duration) {
-        return code;
-    }
     if !(args.burst_gap_us.is_finite() && args.burst_gap_us >= 0.0 && args.burst_gap_us <= 1e6) {
         return support::fail(NAME, "--burst-gap-us", format!("{} is not in [0, 1000000]", args.burst_gap_us));
     }
