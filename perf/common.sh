@@ -35,3 +35,22 @@ for _ in range(n):
 print(f"{best:.6f}")
 PY
 }
+
+# Preamble of the two-core loopback runs: builds uringest and the EXAMPLEs
+# (release), stops unless there are two cores (WHY says what each is for),
+# and warns when the machine is already busy: other work on these cores
+# makes the numbers noisy.
+#   two_core_setup SCRIPT WHY EXAMPLE...
+two_core_setup() {
+  local script=$1 why=$2 examples=() e
+  shift 2
+  for e in "$@"; do examples+=(--example "$e"); done
+  cargo build --release --quiet
+  cargo build --release --quiet "${examples[@]}"
+  [ "$(nproc)" -ge 2 ] || { echo "$script needs two cores ($why)" >&2; exit 2; }
+  local load
+  read -r load _ < /proc/loadavg
+  if awk "BEGIN { exit !($load > 0.5) }"; then
+    echo "warning: load average $load before the run: other work on these cores makes the numbers noisy" >&2
+  fi
+}

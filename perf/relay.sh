@@ -46,13 +46,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-4}
-cargo build --release --quiet
-cargo build --release --quiet --example forward_baseline --example udp_sink
-[ "$(nproc)" -ge 2 ] || { echo "perf/relay.sh needs two cores (forwarder apart from sender and sink)" >&2; exit 2; }
-read -r load _ < /proc/loadavg
-if awk "BEGIN { exit !($load > 0.5) }"; then
-    echo "warning: load average $load before the run: other work on these cores makes the numbers noisy" >&2
-fi
+source perf/common.sh
+two_core_setup perf/relay.sh "forwarder apart from sender and sink" forward_baseline udp_sink
 
 python3 - "$secs" <<'PY'
 import json, os, random, socket, subprocess, sys, time

@@ -23,13 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-4}
-cargo build --release --quiet
-cargo build --release --quiet --example recvmmsg_baseline
-[ "$(nproc)" -ge 2 ] || { echo "perf/udp.sh needs two cores (sender and receiver apart)" >&2; exit 2; }
-read -r load _ < /proc/loadavg
-if awk "BEGIN { exit !($load > 0.5) }"; then
-    echo "warning: load average $load before the run: other work on these cores makes the numbers noisy" >&2
-fi
+source perf/common.sh
+two_core_setup perf/udp.sh "sender and receiver apart" recvmmsg_baseline
 
 python3 - "$secs" <<'PY'
 import json, os, socket, subprocess, sys, time

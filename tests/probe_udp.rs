@@ -5,42 +5,9 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-
-use common::{fixture, uringest};
+use common::{Sender, free_port, uringest};
 use serde_json::Value;
 use uringest::shard::backend::{self, IoChoice};
-
-/// ffmpeg looping the H.264 + AAC fixture in real time to `dest`, in
-/// `format`; killed when dropped.
-struct Sender(Child);
-
-impl Sender {
-    fn start(format: &str, dest: &str) -> Sender {
-        let child = Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
-            .arg(fixture("h264_aac.ts"))
-            .args(["-c", "copy", "-f", format, dest])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg must be installed (the README's test command installs it)");
-        Sender(child)
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn backends() -> Vec<&'static str> {
     let mut all = vec!["epoll"];

@@ -7,12 +7,11 @@
 mod common;
 
 use std::io::Read;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{backends, ffprobe, fixture, uringest};
+use common::{Sender, backends, ffprobe, fixture, free_port, uringest};
 use serde_json::Value;
 use uringest::clock::{Clock, SystemClock};
 use uringest::shard::Backend;
@@ -22,10 +21,6 @@ fn io_name(b: Backend) -> &'static str {
         Backend::Uring => "uring",
         Backend::Epoll => "epoll",
     }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `uringest relay --json` started in the background.
@@ -58,31 +53,6 @@ fn finish(mut child: Child, limit: Duration) -> Value {
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(status.success(), "relay failed ({status}): {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} / {err}"))
-}
-
-/// ffmpeg looping the H.264 + AAC fixture in real time to `dest`.
-struct Sender(Child);
-
-impl Sender {
-    fn start(format: &str, dest: &str) -> Sender {
-        let child = Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
-            .arg(fixture("h264_aac.ts"))
-            .args(["-c", "copy", "-f", format, dest])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg must be installed (the README's test command installs it)");
-        Sender(child)
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What ffmpeg's decoder says about `path` (empty: no errors).

@@ -60,35 +60,32 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use socket2::{Domain, Protocol, Socket, Type};
 use uringest::bench::payload::DATA_PID;
 use uringest::clock::{Clock, SystemClock};
 
 mod histogram;
 use histogram::{BurstHistogram, GapHistogram};
 
-/// Messages per recvmmsg call.
-const BATCH: usize = 64;
+#[path = "../support/mod.rs"]
+mod support;
+use support::{BATCH, RecvBatch, RxOptions, SYNC, TS_PACKET};
+
+const NAME: &str = "udp_sink";
 /// Buffer per message with GRO: a coalesced run of up to 64 KiB.
 const GRO_BUF: usize = 65_536;
 /// Buffer per message without GRO.
 const PLAIN_BUF: usize = 2048;
-/// Control bytes per message, in u64 words: a timespec cmsg and two ints.
-const CONTROL_WORDS: usize = 16;
 /// recvmmsg calls on one socket per sweep (a bound, not a pace: 64 Mi
 /// datagrams, more than a second of any loopback stream).
 const CALLS_PER_SWEEP: usize = 1 << 20;
 /// Most ports one sink listens on.
 const MAX_PORTS: usize = 4096;
-const TS_PACKET: usize = 188;
-const SYNC: u8 = 0x47;
 
 /// Receives on many UDP ports and reports loss and arrival gaps per port.
 #[derive(Parser, Debug)]
@@ -120,39 +117,6 @@ struct Args {
     /// Sleep between sweeps over the sockets, in µs.
     #[arg(long, default_value_t = 1000)]
     poll_us: u64,
-}
-
-fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: the value is a c_int on the stack passed with its size; the
-    // kernel copies it during the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-fn open(addr: SocketAddr, rcvbuf: usize, gro: bool) -> Result<Socket, String> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| format!("socket for {addr}: {e}"))?;
-    let fd = socket.as_raw_fd();
-    let rcvbuf = libc::c_int::try_from(rcvbuf).map_err(|_| format!("--rcvbuf {rcvbuf} is too large"))?;
-    if set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf).is_err() {
-        set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf).map_err(|e| format!("{addr}: SO_RCVBUF: {e}"))?;
-    }
-    set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).map_err(|e| format!("{addr}: SO_RXQ_OVFL: {e}"))?;
-    set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).map_err(|e| format!("{addr}: SO_TIMESTAMPNS: {e}"))?;
-    if gro {
-        set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).map_err(|e| format!("{addr}: UDP_GRO: {e}"))?;
-    }
-    socket.set_nonblocking(true).map_err(|e| format!("{addr}: O_NONBLOCK: {e}"))?;
-    socket.bind(&addr.into()).map_err(|e| format!("bind {addr}: {e}"))?;
-    Ok(socket)
 }
 
 /// Everything known about one port.
@@ -291,102 +255,6 @@ impl Port {
     }
 }
 
-/// Buffers and headers for one recvmmsg call, allocated once. The headers
-/// point into `data`, `control` and `iovs`, heap blocks that are never
-/// resized or freed while the headers live (all four drop together).
-struct Batch {
-    hdrs: Vec<libc::mmsghdr>,
-    _iovs: Vec<libc::iovec>,
-    _control: Vec<u64>,
-    data: Vec<u8>,
-    buf_bytes: usize,
-}
-
-/// What the cmsgs of one message said.
-#[derive(Default)]
-struct Meta {
-    segment: Option<usize>,
-    drops: Option<u32>,
-    ns: Option<u64>,
-}
-
-impl Batch {
-    fn new(buf_bytes: usize) -> Self {
-        let mut data = vec![0u8; BATCH * buf_bytes];
-        let mut control = vec![0u64; BATCH * CONTROL_WORDS];
-        let mut iovs: Vec<libc::iovec> = data
-            .chunks_exact_mut(buf_bytes)
-            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: buf_bytes })
-            .collect();
-        let hdrs = iovs
-            .iter_mut()
-            .zip(control.chunks_exact_mut(CONTROL_WORDS))
-            .map(|(iov, ctl)| {
-                // SAFETY: mmsghdr is a plain C struct; all-zero is a valid value.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = ctl.as_mut_ptr().cast();
-                h
-            })
-            .collect();
-        Batch { hdrs, _iovs: iovs, _control: control, data, buf_bytes }
-    }
-
-    /// One non-blocking recvmmsg; the number of messages received.
-    fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
-        for h in &mut self.hdrs {
-            h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
-            h.msg_hdr.msg_flags = 0;
-        }
-        // SAFETY: every header points at an iovec of `buf_bytes` into
-        // self.data and at CONTROL_WORDS * 8 bytes of self._control (see
-        // Batch); the kernel writes them only during this call, while self
-        // is borrowed mutably. The timeout pointer is null.
-        let n = unsafe {
-            libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
-        };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-    }
-
-    /// Message `i` of the last receive and its cmsgs.
-    fn message(&self, i: usize) -> (&[u8], Meta) {
-        let h = &self.hdrs[i].msg_hdr;
-        let len = (self.hdrs[i].msg_len as usize).min(self.buf_bytes);
-        let mut m = Meta::default();
-        // SAFETY: `h` is a header the kernel just filled; CMSG_FIRSTHDR and
-        // CMSG_NXTHDR stay within msg_control..msg_control + msg_controllen
-        // (inside self._control), and each value is read only after checking
-        // its cmsg holds it (read_unaligned: no alignment assumed).
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(h);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                let room = ((*c).cmsg_len as usize).saturating_sub(data as usize - c as usize);
-                match ((*c).cmsg_level, (*c).cmsg_type) {
-                    (libc::SOL_UDP, libc::UDP_GRO) if room >= 4 => {
-                        let size = std::ptr::read_unaligned(data.cast::<libc::c_int>());
-                        m.segment = usize::try_from(size).ok().filter(|&s| s > 0);
-                    }
-                    (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) if room >= 4 => {
-                        m.drops = Some(std::ptr::read_unaligned(data.cast::<u32>()));
-                    }
-                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) if room >= size_of::<libc::timespec>() => {
-                        let ts = std::ptr::read_unaligned(data.cast::<libc::timespec>());
-                        m.ns = u64::try_from(ts.tv_sec)
-                            .ok()
-                            .zip(u64::try_from(ts.tv_nsec).ok())
-                            .map(|(s, n)| s.saturating_mul(1_000_000_000).saturating_add(n));
-                    }
-                    _ => {}
-                }
-                c = libc::CMSG_NXTHDR(h, c);
-            }
-        }
-        (&self.data[i * self.buf_bytes..i * self.buf_bytes + len], m)
-    }
-}
-
 fn cpu_times() -> (f64, f64) {
     // SAFETY: rusage is a plain C struct; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -398,51 +266,43 @@ fn cpu_times() -> (f64, f64) {
     (tv(usage.ru_utime), tv(usage.ru_stime))
 }
 
-fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("udp_sink: {what}: {e}");
-    ExitCode::from(2)
-}
-
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match support::parse_args::<Args>(NAME, |a| a.duration) {
         Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => return fail("bad arguments", e.to_string().lines().next().unwrap_or("")),
+        Err(code) => return code,
     };
-    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 86_400.0) {
-        return fail("--duration", format!("{} is not in (0, 86400] seconds", args.duration));
-    }
     if !(args.burst_gap_us.is_finite() && args.burst_gap_us >= 0.0 && args.burst_gap_us <= 1e6) {
-        return fail("--burst-gap-us", format!("{} is not in [0, 1000000]", args.burst_gap_us));
+        return support::fail(NAME, "--burst-gap-us", format!("{} is not in [0, 1000000]", args.burst_gap_us));
     }
     let ports: Vec<u16> = match (args.base_port, args.ports) {
         (Some(base), Some(n)) if (1..=MAX_PORTS).contains(&n) && usize::from(base) + n - 1 <= usize::from(u16::MAX) => {
             (0..n).map(|i| base + i as u16).collect()
         }
         (Some(base), Some(n)) => {
-            return fail(
+            return support::fail(
+                NAME,
                 "--base-port/--ports",
                 format!("{n} ports from {base}: need 1..={MAX_PORTS} ports below 65536"),
             );
         }
-        _ if args.port.is_empty() => return fail("ports", "give --base-port P --ports N, or --port P (repeatable)"),
-        _ if args.port.len() > MAX_PORTS => return fail("--port", format!("at most {MAX_PORTS} ports")),
+        _ if args.port.is_empty() => {
+            return support::fail(NAME, "ports", "give --base-port P --ports N, or --port P (repeatable)");
+        }
+        _ if args.port.len() > MAX_PORTS => return support::fail(NAME, "--port", format!("at most {MAX_PORTS} ports")),
         _ => args.port.clone(),
     };
     let gro = !args.no_gro;
+    let opts = RxOptions { timestamps: true, gro, nonblocking: true, ..RxOptions::default() };
     let mut sockets = Vec::with_capacity(ports.len());
     for &p in &ports {
-        match open(SocketAddr::new(args.bind_ip, p), args.rcvbuf, gro) {
+        match support::open_rx(SocketAddr::new(args.bind_ip, p), args.rcvbuf, &opts) {
             Ok(s) => sockets.push(s),
-            Err(e) => return fail("setup", e),
+            Err(e) => return support::fail(NAME, "setup", e),
         }
     }
     let burst_gap_ns = (args.burst_gap_us * 1e3) as u64;
     let mut stats: Vec<Port> = ports.iter().map(|&p| Port::new(p, burst_gap_ns)).collect();
-    let mut batch = Batch::new(if gro { GRO_BUF } else { PLAIN_BUF });
+    let mut batch = RecvBatch::new(if gro { GRO_BUF } else { PLAIN_BUF });
     let poll = Duration::from_micros(args.poll_us.min(1_000_000));
     let clock = SystemClock;
     let start = clock.now();
@@ -453,10 +313,10 @@ fn main() -> ExitCode {
         for (socket, port) in sockets.iter().zip(stats.iter_mut()) {
             for _ in 0..CALLS_PER_SWEEP {
                 recv_calls += 1;
-                let got = match batch.receive(socket.as_raw_fd()) {
+                let got = match batch.receive(socket.as_raw_fd(), libc::MSG_DONTWAIT) {
                     Ok(got) => got,
                     Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => break,
-                    Err(e) => return fail("recvmmsg", format!("port {}: {e}", port.port)),
+                    Err(e) => return support::fail(NAME, "recvmmsg", format!("port {}: {e}", port.port)),
                 };
                 for j in 0..got {
                     let (bytes, meta) = batch.message(j);

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: the binary, fixtures, ffprobe.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 use uringest::shard::{Backend, IoChoice, backend};
@@ -49,4 +50,36 @@ pub fn backends() -> Vec<Backend> {
         Err(e) => eprintln!("skipping io_uring: {e}"),
     }
     all
+}
+
+/// A UDP port free on 127.0.0.1 when asked (the socket is closed again).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// ffmpeg looping the H.264 + AAC fixture in real time to `dest`, in
+/// `format`; killed when dropped.
+pub struct Sender(Child);
+
+impl Sender {
+    /// Starts ffmpeg; panics if it cannot run.
+    pub fn start(format: &str, dest: &str) -> Sender {
+        let child = Command::new("ffmpeg")
+            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(fixture("h264_aac.ts"))
+            .args(["-c", "copy", "-f", format, dest])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg must be installed (the README's test command installs it)");
+        Sender(child)
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
