@@ -330,3 +330,23 @@ fn pid_filter_passes_only_the_listed_pids() {
     assert!(!want.is_empty());
     assert_eq!(bytes, want.concat(), "exactly the packets of PID {video}, unchanged");
 }
+
+#[test]
+fn a_terminal_gets_a_status_line_and_a_pipe_does_not() {
+    let fixture = fixture("h264_aac.ts");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.ts");
+    let relay =
+        format!("{} relay {} {} --duration 2.5", env!("CARGO_BIN_EXE_uringest"), fixture.display(), out.display());
+    // `script` runs the relay on a pseudo-terminal and copies what it
+    // prints (stderr included) to our stdout.
+    let on_tty = Command::new("script").args(["-qec", &relay, "/dev/null"]).output().expect("script (util-linux)");
+    let seen = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(on_tty.status.success(), "{seen}");
+    assert!(seen.contains("Mbit/s") && seen.contains("pkts"), "no status line on a terminal: {seen}");
+    let piped = uringest(&["relay", fixture.to_str().unwrap(), out.to_str().unwrap(), "--duration", "1.5"]);
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{err}");
+    assert!(!err.contains("Mbit/s"), "status line on a pipe: {err}");
+    assert!(err.contains("relay ended"), "{err}");
+}
