@@ -48,7 +48,7 @@ enum Command {
         /// I/O backend: auto, uring or epoll.
         #[arg(long, value_name = "BACKEND", default_value = "auto")]
         io: uringest::shard::IoChoice,
-        /// Shards (threads); default 2, or 1 on a one-core machine.
+        /// Shards (threads, pinned); default: one per core the process may use.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         shards: Option<u32>,
         /// Print one JSON report at the end (on stderr when an output is -).

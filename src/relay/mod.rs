@@ -1,9 +1,9 @@
 //! `uringest relay <INPUT> <OUTPUT>...`: one input, one hub, any number of
 //! outputs.
 //!
-//! The input runs on a shard and publishes into the hub; UDP outputs run
-//! together in one task on another shard (when there is one), files and
-//! stdout on threads of their own. Every output subscribes before the
+//! The input runs on a shard and publishes into the hub; UDP outputs are
+//! spread over the shards, one task per shard for all its outputs; files
+//! and stdout run on threads of their own. Every output subscribes before the
 //! input starts, so none misses the beginning. The relay ends on
 //! `--duration`, at the end of the input (a file without loop), on
 //! SIGINT/SIGTERM, when stdout's reader goes away, or on a fatal error;
@@ -91,7 +91,7 @@ pub struct RelayOptions {
     pub duration: Option<Duration>,
     /// The I/O backend.
     pub io: IoChoice,
-    /// Shards to start (default: 2, or 1 on a one-core machine).
+    /// Shards to start (default: one per core the process may use).
     pub shards: Option<usize>,
     /// Print a live status line to stderr (only when it is a terminal).
     pub status: bool,
@@ -156,7 +156,7 @@ pub fn relay(
     }
     let backend = backend::detect(options.io)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let shards = Shards::start(options.shards.unwrap_or(cores.min(2)), backend, true)?;
+    let shards = Shards::start(options.shards.unwrap_or(cores), backend, true)?;
     let clock = SystemClock;
     let started = clock.now();
     let capacity = if matches!(input, InputSpec::Udp(_)) { UDP_HUB_CAPACITY } else { FILE_HUB_CAPACITY };
@@ -164,6 +164,7 @@ pub fn relay(
 
     // Outputs first, subscribed before anything is published.
     let mut udp_outputs = Vec::new();
+    let mut udp_indices = Vec::new();
     let mut writers = Vec::new();
     let mut live: Vec<Arc<LiveCounters>> = Vec::new();
     let mut slots: Vec<Option<OutputReport>> = vec![None; outputs.len()];
@@ -174,6 +175,7 @@ pub fn relay(
                 let out = UdpOutput::open(u, reader)?;
                 live.push(out.live());
                 udp_outputs.push(out);
+                udp_indices.push(index);
             }
             OutputSpec::File(_) | OutputSpec::Stdout => {
                 let target = match spec {
@@ -190,12 +192,19 @@ pub fn relay(
             }
         }
     }
-    let udp_done = if udp_outputs.is_empty() {
-        None
-    } else {
-        // Spawned before the input, so on a shard of its own when there are two.
-        Some(shards.spawn(move || udp::run(udp_outputs, SystemClock))?)
-    };
+    // UDP outputs run in one task per shard, spread over all shards, so
+    // that many outputs use every core; spawned before the input, so a
+    // single output group gets a shard of its own when there are two.
+    let groups = shards.len().min(udp_outputs.len());
+    let mut grouped: Vec<Vec<(usize, UdpOutput)>> = (0..groups).map(|_| Vec::new()).collect();
+    for (n, (index, out)) in udp_indices.into_iter().zip(udp_outputs).enumerate() {
+        grouped[n % groups].push((index, out));
+    }
+    let mut udp_done = Vec::with_capacity(groups);
+    for group in grouped {
+        let (indices, group): (Vec<usize>, Vec<UdpOutput>) = group.into_iter().unzip();
+        udp_done.push((indices, shards.spawn(move || udp::run(group, SystemClock))?));
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let input_live = Arc::new(InputLive::default());
@@ -246,13 +255,10 @@ pub fn relay(
     };
 
     // The input is gone, the hub closed: outputs finish what they hold.
-    if let Some(done) = udp_done {
+    for (indices, done) in udp_done {
         let reports = done.blocking_recv().map_err(|_| ShardError::Stopped(1))?;
-        let mut reports = reports.into_iter();
-        for (slot, spec) in slots.iter_mut().zip(&outputs) {
-            if matches!(spec, OutputSpec::Udp(_)) {
-                *slot = reports.next().map(OutputReport::Udp);
-            }
+        for (index, report) in indices.into_iter().zip(reports) {
+            slots[index] = Some(OutputReport::Udp(report));
         }
     }
     let drain_start = clock.now();
