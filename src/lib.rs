@@ -10,6 +10,8 @@
 #[cfg(not(loom))]
 pub mod bench;
 pub mod clock;
+#[cfg(not(loom))]
+pub mod http;
 pub mod hub;
 pub mod input;
 pub mod output;
@@ -19,6 +21,8 @@ pub mod output;
 pub mod probe;
 #[cfg(not(loom))]
 pub mod relay;
+#[cfg(not(loom))]
+pub mod serve;
 #[cfg(not(loom))]
 pub mod shard;
 pub mod ts;

@@ -55,6 +55,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the node. For now it serves the embedded demo stream (a looped
+    /// clip paced in real time) at http://<listen>/streams/demo.ts.
+    Serve {
+        /// HTTP listen address (loopback by default).
+        #[arg(long, value_name = "ADDR", default_value = uringest::serve::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// I/O backend: auto, uring or epoll.
+        #[arg(long, value_name = "BACKEND", default_value = "auto")]
+        io: uringest::shard::IoChoice,
+        /// Shards (threads, pinned); default: one per core the process may use.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        shards: Option<u32>,
+    },
     /// Benchmark tools.
     // Without a subcommand: a one-line error, not the help on stderr.
     #[command(subcommand_required = true, arg_required_else_help = false)]
@@ -224,6 +237,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Serve { listen, io, shards } => serve(listen, io, shards),
         Command::Relay { input, outputs, duration, io, shards, json } => {
             relay(&input, &outputs, duration, io, shards, json)
         }
@@ -259,6 +273,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Stop flag set by SIGINT/SIGTERM; a second signal exits at once.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, std::io::Error> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+/// `uringest serve`: runs until SIGINT/SIGTERM.
+fn serve(listen: std::net::SocketAddr, io: uringest::shard::IoChoice, shards: Option<u32>) -> ExitCode {
+    let stop = match stop_on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("uringest: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = uringest::serve::ServeOptions { listen, io, shards: shards.map(|n| n as usize) };
+    let listening = |addr| eprintln!("uringest: serving http://{addr}/streams/demo.ts (Ctrl-C stops)");
+    match uringest::serve::serve(&options, stop, listening) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uringest: serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `uringest relay`: runs until the end, then reports. Exit codes: 0 for
 /// any clean end, 2 for a bad URL or option, 1 for a failure at run time.
 fn relay(
@@ -269,18 +315,13 @@ fn relay(
     shards: Option<u32>,
     json: bool,
 ) -> ExitCode {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while stopping ends the process at once.
-        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
-        if let Err(e) = registered {
+    let stop = match stop_on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
             eprintln!("uringest: cannot handle signals: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let options = uringest::relay::RelayOptions {
         duration: duration.map(std::time::Duration::from_secs_f64),
         io,
