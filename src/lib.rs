@@ -10,6 +10,8 @@
 #[cfg(not(loom))]
 pub mod bench;
 pub mod clock;
+#[cfg(not(loom))]
+pub mod config;
 pub mod hub;
 pub mod input;
 pub mod output;
