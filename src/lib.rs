@@ -4,12 +4,16 @@
 //! Inputs ([`input`]) are thin shells around it; [`probe`] is the first
 //! command built on both. [`hub`] is the lock-free fan-out every stream
 //! goes through. [`bench`] generates paced UDP load for benchmarks.
+//! [`config`] checks the `serve` configuration file before anything starts.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 // Uses core_affinity and raw sockets, like the shards; out of the loom build.
 #[cfg(not(loom))]
 pub mod bench;
 pub mod clock;
+// Names the shards' IoChoice; out of the loom build with them.
+#[cfg(not(loom))]
+pub mod config;
 #[cfg(not(loom))]
 pub mod http;
 pub mod hub;
