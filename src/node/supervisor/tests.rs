@@ -499,3 +499,65 @@ proptest! {
         }
     }
 }
+
+/// A world where some inputs work (open and deliver every 500 ms) and the
+/// rest fail every open; time advances in 100 ms steps for 90 s.
+fn run_world(working: &[bool], permanent: bool) -> (Supervisor, usize) {
+    let mut sup = Supervisor::new(working.len(), SupervisorConfig::default());
+    let mut open = vec![false; working.len()];
+    let mut actions_total = 0;
+    let mut queue = Vec::new();
+    for step in 0..900u64 {
+        let now = ms(step * 100);
+        let mut events = vec![Tick];
+        if step % 5 == 0 {
+            events.extend((0..working.len()).filter(|&i| open[i]).map(|input| Data { input }));
+        }
+        for e in events {
+            sup.handle(now, e, &mut queue);
+            // Answer opens at once; bounded because each answer is one event.
+            while let Some(a) = queue.pop() {
+                actions_total += 1;
+                match a {
+                    Open { input } if working[input] => {
+                        open[input] = true;
+                        sup.handle(now, Opened { input }, &mut queue);
+                    }
+                    Open { input } => sup.handle(now, OpenFailed { input, permanent }, &mut queue),
+                    Close { input } => open[input] = false,
+                    Activate { .. } => {}
+                }
+            }
+        }
+    }
+    (sup, actions_total)
+}
+
+#[test]
+fn world_without_working_inputs_never_activates() {
+    let (sup, actions) = run_world(&[false, false, false], false);
+    assert_eq!(sup.active(), None);
+    // Three inputs retried at most every 1..10 s for 90 s: far below a spin.
+    assert!(actions < 200, "{actions} actions");
+    let (sup, _) = run_world(&[false, false], true);
+    assert!(sup.finished());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn settles_on_the_best_working_input(working in prop::collection::vec(any::<bool>(), 1..6), permanent in any::<bool>()) {
+        let (sup, actions) = run_world(&working, permanent);
+        prop_assert_eq!(sup.active(), working.iter().position(|w| *w));
+        prop_assert!(actions < 1000, "{} actions", actions);
+        // Settled: only the active input (and, with transient failures, the
+        // retried higher ones) is open; nothing below it.
+        if let Some(a) = sup.active() {
+            for i in a + 1..working.len() {
+                let st = sup.health(i).unwrap().state;
+                prop_assert!(!matches!(st, InputState::Open | InputState::Opening), "input {} {:?}", i, st);
+            }
+        }
+    }
+}
