@@ -484,6 +484,11 @@ proptest! {
                 if let InputState::Backoff { until } = st {
                     // A wait is within [min, max] of when it started, so never beyond now + max.
                     prop_assert!(until <= now + config.backoff_max);
+                    // A wait that started in this step is within [min, max] of now.
+                    let same_indices = !matches!(event, InputAdded { .. } | InputRemoved { .. });
+                    if same_indices && before[i] != st {
+                        prop_assert!(until >= now + config.backoff_min, "wait {:?} at {:?}", until, now);
+                    }
                 }
             }
             if let Some(a) = sup.active() {
