@@ -18,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod input;
+pub mod node;
 pub mod output;
 // The loom build (`--cfg loom`) checks the hub alone: the shards need
 // tokio-uring, which does not build against tokio's loom mode.
