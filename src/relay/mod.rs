@@ -313,13 +313,14 @@ pub fn render_text(r: &RelayReport) -> String {
         let _ = match o {
             OutputReport::Udp(u) => writeln!(
                 s,
-                "  {}: {} datagrams, {} bytes, lag drops {}, skipped {} packets, send errors {}, gaps p50/p99/max {:.0}/{:.0}/{:.0} us",
+                "  {}: {} datagrams, {} bytes, lag drops {}, skipped {} packets, send errors {}, queue drops {} B, gaps p50/p99/max {:.0}/{:.0}/{:.0} us",
                 u.url,
                 u.datagrams,
                 u.bytes,
                 u.lag_drops,
                 u.skipped_packets,
                 u.send_errors,
+                u.queue_drops,
                 u.gap_us.p50,
                 u.gap_us.p99,
                 u.gap_us.max

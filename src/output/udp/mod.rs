@@ -54,6 +54,11 @@ const IDLE_AFTER: Duration = Duration::from_millis(100);
 const MAX_MESSAGE: usize = 65_507;
 /// The kernel's `UDP_MAX_SEGMENTS` on older kernels.
 const MAX_SEGMENTS: usize = 64;
+/// Most bytes an output queues. Sends only stall when the socket stays
+/// full (ENOBUFS, EAGAIN); past this the queue is dropped, counted, and the
+/// output restarts at the next entry point, so memory (and the pool
+/// buffers the queue holds) stays bounded.
+const MAX_QUEUE_BYTES: usize = 8 << 20;
 /// Most hub items one output takes per tick, so one busy output cannot
 /// hold the others up.
 const MAX_ITEMS_PER_TICK: usize = 4096;
@@ -95,6 +100,8 @@ pub struct UdpOutputReport {
     pub send_errors: u64,
     /// Times the socket was full and sending waited for the next tick.
     pub send_blocked: u64,
+    /// Bytes dropped because sending stalled with too much queued.
+    pub queue_drops: u64,
     /// Whether the kernel cut messages into datagrams (GSO).
     pub gso: bool,
     /// Gaps between datagrams as sent, in microseconds.
@@ -122,6 +129,7 @@ pub struct UdpOutput {
     closed: bool,
     send_errors: u64,
     send_blocked: u64,
+    queue_drops: u64,
     max_burst: u64,
     pieces: Vec<Piece>,
     batch: Vec<Bytes>,
@@ -187,6 +195,7 @@ impl UdpOutput {
             closed: false,
             send_errors: 0,
             send_blocked: 0,
+            queue_drops: 0,
             max_burst: 0,
             pieces: Vec::new(),
             batch: Vec::new(),
@@ -209,6 +218,12 @@ impl UdpOutput {
         for _ in 0..MAX_ITEMS_PER_TICK {
             match self.reader.try_recv() {
                 Ok(chunk) => {
+                    if self.queue.len() > MAX_QUEUE_BYTES {
+                        self.queue_drops += self.queue.len() as u64;
+                        self.queue.clear();
+                        self.gate.resync(0);
+                        tracing::warn!(output = %self.url, "sending stalled; queued data dropped");
+                    }
                     self.pieces.clear();
                     self.gate.push(&chunk, &mut self.pieces);
                     for piece in self.pieces.drain(..) {
@@ -313,6 +328,7 @@ impl UdpOutput {
             skipped_packets: self.gate.counters().skipped(),
             send_errors: self.send_errors,
             send_blocked: self.send_blocked,
+            queue_drops: self.queue_drops,
             gso: self.gso,
             gap_us: self.gaps.summary(),
             max_burst: self.max_burst,
