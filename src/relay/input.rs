@@ -38,9 +38,9 @@ const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_se
 /// What the input counts while it runs (read by the status line).
 #[derive(Debug, Default)]
 pub struct InputLive {
-    /// Bytes of TS published.
+    /// Bytes of TS the input delivered (before any filter).
     pub bytes: AtomicU64,
-    /// TS packets published.
+    /// TS packets the input delivered (before any filter).
     pub packets: AtomicU64,
     /// Continuity counter errors seen on the input.
     pub cc_errors: AtomicU64,
@@ -65,9 +65,10 @@ pub struct InputReport {
     pub url: String,
     /// Why it ended.
     pub end: InputEnd,
-    /// Bytes of TS published.
+    /// Bytes of TS the input delivered (before any filter; what passed the
+    /// filter is in `filter`).
     pub ts_bytes: u64,
-    /// Packets published.
+    /// Packets the input delivered (before any filter).
     pub published_packets: u64,
     /// Continuity counter errors on the input.
     pub cc_errors: u64,
