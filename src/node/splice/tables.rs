@@ -5,6 +5,11 @@
 //! came: each section that completes is re-sent in packets of our own, so
 //! its version can be remapped (bumped when a switch changes the content
 //! downstream saw) and its continuity counter continues the output's.
+//!
+//! Limits: a PMT must be one section (§2.4.4.8); other tables on a PMT PID
+//! and sections with current_next_indicator 0 are not re-sent. A
+//! multi-section PAT is compared as a whole at the end of a hold-back; one
+//! that arrives after a hold-back overflow is compared per section.
 
 use std::collections::BTreeMap;
 
