@@ -1,5 +1,7 @@
 //! The node: what runs one stream on top of inputs, hub and outputs.
 //!
-//! [`supervisor`] decides, without I/O, which input feeds the stream.
+//! [`supervisor`] decides, without I/O, which input feeds the stream;
+//! [`splice`] keeps the output one valid stream across its switches.
 
+pub mod splice;
 pub mod supervisor;

@@ -21,7 +21,7 @@ use super::codec::{self, Descriptors};
 use super::packet::{Pid, TsPacket};
 use super::stats::PidTable;
 
-const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_MPEG_2);
+pub(crate) const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_MPEG_2);
 /// Largest PAT or PMT section, header included (section_length <= 1021).
 const MAX_SECTION: usize = 1024;
 
