@@ -54,3 +54,13 @@ two_core_setup() {
     echo "warning: load average $load before the run: other work on these cores makes the numbers noisy" >&2
   fi
 }
+
+# big_ts_in_tmp SIZE_MIB: a SIZE_MIB MiB TS file (make_big_ts) in a temporary
+# directory removed at exit; sets $work, $file and $bytes.
+big_ts_in_tmp() {
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  file=$work/big.ts
+  make_big_ts "$file" "$1"
+  bytes=$(stat -c %s "$file")
+}

@@ -16,11 +16,7 @@ bin=target/release/uringest
 command -v bc >/dev/null || { echo "perf/file.sh needs bc (apt-get install -y bc)" >&2; exit 2; }
 
 source perf/common.sh
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-file=$work/big.ts
-make_big_ts "$file" "$size_mib"
-bytes=$(stat -c %s "$file")
+big_ts_in_tmp "$size_mib"
 
 t_probe=$(best 10 "$bin" probe --json "file://$file?pace=none")
 t_read=$(best 10 dd if="$file" of=/dev/null bs=1M)

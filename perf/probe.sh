@@ -14,11 +14,7 @@ cargo build --release --quiet
 bin=target/release/uringest
 
 source perf/common.sh
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-file=$work/big.ts
-make_big_ts "$file" "$size_mib"
-bytes=$(stat -c %s "$file")
+big_ts_in_tmp "$size_mib"
 
 command -v bc >/dev/null || { echo "perf/probe.sh needs bc (apt-get install -y bc)" >&2; exit 2; }
 t_ours=$(best 10 "$bin" probe --json "$file")

@@ -221,7 +221,7 @@ fn sigint_stops_and_reports() {
     let port = free_port();
     let relay = spawn_relay(&[&format!("udp://127.0.0.1:{port}"), out.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(500));
-    let killed = Command::new("kill").args(["-INT", &relay.id().to_string()]).status().unwrap();
+    let killed = Command::new("sh").args(["-c", &format!("kill -INT {}", relay.id())]).status().unwrap();
     assert!(killed.success());
     let report = finish(relay, Duration::from_secs(5));
     assert_eq!(report["end"], "signal", "{report}");

@@ -60,7 +60,7 @@ fn the_demo_stream_is_served_and_the_node_stops_cleanly() {
         probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
     assert_eq!(codecs, ["h264", "aac"], "{probe}");
 
-    let killed = Command::new("kill").args(["-TERM", &node.id().to_string()]).status().unwrap();
+    let killed = Command::new("sh").args(["-c", &format!("kill -TERM {}", node.id())]).status().unwrap();
     assert!(killed.success());
     let start = SystemClock.now();
     let status = loop {

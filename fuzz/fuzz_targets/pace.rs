@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use uringest::ts::pace::{PaceLimits, PcrPacer, Segment};
+use uringest::ts::pace::{PcrPacer, Segment};
 use uringest::ts::seam::LoopSeam;
 
 const PIDS: [u16; 8] = [0x0000, 0x0100, 0x0101, 0x1000, 0x1FFF, 0x0100, 0x0101, 0x0100];
@@ -36,13 +36,7 @@ fuzz_target!(|data: &[u8]| {
         p[2] = pid as u8;
     }
     let chunk_len = (usize::from(knob & 31) + 1) * 188;
-    let limits = PaceLimits {
-        no_pcr_bytes: 64 * 188,
-        psi_wait_bytes: 8 * 188,
-        gap_bytes: 16 * 188,
-        max_pcr_step: Duration::from_millis(100),
-        stall: Duration::from_millis(50),
-    };
+    let limits = uringest_fuzz::small_pace_limits();
     let mut seam = LoopSeam::new(None);
     let mut pacer = PcrPacer::with_limits(None, limits);
     let mut last: Option<Segment> = None;

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use uringest::input::chunks::FileChunks;
 use uringest::input::playout::{Next, Playout};
-use uringest::ts::pace::PaceLimits;
 use uringest::url::Pace;
 
 fuzz_target!(|data: &[u8]| {
@@ -40,13 +39,7 @@ fuzz_target!(|data: &[u8]| {
     while let Some(chunk) = reference.next_chunk() {
         once.extend_from_slice(&chunk);
     }
-    let limits = PaceLimits {
-        no_pcr_bytes: 64 * 188,
-        psi_wait_bytes: 8 * 188,
-        gap_bytes: 16 * 188,
-        max_pcr_step: Duration::from_millis(100),
-        stall: Duration::from_millis(50),
-    };
+    let limits = uringest_fuzz::small_pace_limits();
     let source = FileChunks::from_bytes(data, looping, chunk_packets);
     let mut playout = Playout::with_limits(source, looping, pace, limits);
     let mut now = Duration::ZERO;

@@ -21,23 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use uringest::node::splice::Splicer;
 use uringest::ts::packet::Pid;
 use uringest::ts::psi::{build_section, packetize, pat_body, pmt_body};
-
-const PIDS: [u16; 8] = [0x0000, 0x1000, 0x1001, 0x0100, 0x0101, 0x0102, 0x0011, 0x1FFF];
-
-/// Reads bytes, zeros past the end.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&b, rest)) = self.0.split_first() else { return 0 };
-        self.0 = rest;
-        b
-    }
-
-    fn pid(&mut self) -> u16 {
-        PIDS[usize::from(self.byte() & 7)]
-    }
-}
+use uringest_fuzz::Reader;
 
 /// One chunk to push, and whether a switch comes before it.
 struct Step {
@@ -54,15 +38,7 @@ fuzz_target!(|data: &[u8]| {
         let current = &mut steps.last_mut().expect("never empty").bytes;
         match op % 4 {
             0 => {
-                let mut p = [0xFFu8; 188];
-                let take = r.0.len().min(188);
-                p[..take].copy_from_slice(&r.0[..take]);
-                r.0 = &r.0[take..];
-                if op & 0x80 == 0 {
-                    p[0] = 0x47;
-                }
-                uringest_fuzz::steer_pid(&mut p, &PIDS);
-                current.extend_from_slice(&p);
+                current.extend_from_slice(&r.raw_packet(op & 0x80 == 0));
             }
             1 => {
                 let version = r.byte();

@@ -206,3 +206,50 @@ pub fn steer_pid(p: &mut [u8; 188], pids: &[u16; 8]) {
         p[2] = pid as u8;
     }
 }
+
+/// The PIDs the table-driven targets (`filter`, `splice`) steer packets
+/// onto: PAT, two PMT PIDs, three streams, the SDT and null.
+pub const STEERED_PIDS: [u16; 8] = [0x0000, 0x1000, 0x1001, 0x0100, 0x0101, 0x0102, 0x0011, 0x1FFF];
+
+/// Reads the fuzz input a byte at a time, zeros past the end.
+pub struct Reader<'a>(pub &'a [u8]);
+
+impl Reader<'_> {
+    /// The next byte (0 once the input is used up).
+    pub fn byte(&mut self) -> u8 {
+        let Some((&b, rest)) = self.0.split_first() else { return 0 };
+        self.0 = rest;
+        b
+    }
+
+    /// One of [`STEERED_PIDS`].
+    pub fn pid(&mut self) -> u16 {
+        STEERED_PIDS[usize::from(self.byte() & 7)]
+    }
+
+    /// A packet from the next 188 bytes (0xFF-padded), its sync byte forced
+    /// when `sync`, its PID steered onto [`STEERED_PIDS`].
+    pub fn raw_packet(&mut self, sync: bool) -> [u8; 188] {
+        let mut p = [0xFFu8; 188];
+        let take = self.0.len().min(188);
+        p[..take].copy_from_slice(&self.0[..take]);
+        self.0 = &self.0[take..];
+        if sync {
+            p[0] = 0x47;
+        }
+        steer_pid(&mut p, &STEERED_PIDS);
+        p
+    }
+}
+
+/// Pacing limits scaled down so short fuzz inputs reach every rule (no
+/// PCR, PSI wait, gaps, large PCR steps, stalls).
+pub fn small_pace_limits() -> uringest::ts::pace::PaceLimits {
+    uringest::ts::pace::PaceLimits {
+        no_pcr_bytes: 64 * 188,
+        psi_wait_bytes: 8 * 188,
+        gap_bytes: 16 * 188,
+        max_pcr_step: std::time::Duration::from_millis(100),
+        stall: std::time::Duration::from_millis(50),
+    }
+}

@@ -208,7 +208,10 @@ impl From<UrlError> for Parsed {
 
 fn parse_udp(rest: &str) -> Result<UdpOutSpec, Parsed> {
     let (head, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if head.contains(['@', '#']) || query.contains('#') {
+    if head.contains('#') || query.contains('#') {
+        return Err(UrlError::UdpFragment.into());
+    }
+    if head.contains('@') {
         return Err(UrlError::UdpUserInfo.into());
     }
     let authority = head.strip_suffix('/').unwrap_or(head);
@@ -358,6 +361,8 @@ mod tests {
             ("udp://127.0.0.1:5000?start=now", "clean or any"),
             ("udp://127.0.0.1:5000?ttl=1&ttl=2", "twice"),
             ("udp://name:5000", "not an IP address"),
+            ("udp://127.0.0.1:5000#x", "fragment"),
+            ("udp://user@127.0.0.1:5000", "user info"),
             ("file:///tmp/x.ts?segment=0", "'segment'"),
             ("file:///tmp/x.ts?rotate=1", "unknown option 'rotate' for file outputs"),
             ("file://host/x.ts", "host must be empty"),

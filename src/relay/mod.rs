@@ -221,7 +221,7 @@ pub fn relay(
         }
     };
 
-    let mut status = StatusLine::new(options.status, input_url, output_urls, clock.now());
+    let mut status = StatusLine::new(options.status, output_urls.len(), clock.now());
     let mut input_result = None;
     let end = loop {
         if let Ok(result) = input_done.try_recv() {
@@ -248,11 +248,6 @@ pub fn relay(
         None => input_done.blocking_recv().map_err(|_| ShardError::Stopped(0))?,
     };
     let input_report = input_result.map_err(RelayError::InputFailed)?;
-    let end = if end == RelayEnd::InputEnded && input_report.end == input::InputEnd::Stopped {
-        RelayEnd::Duration
-    } else {
-        end
-    };
 
     // The input is gone, the hub closed: outputs finish what they hold.
     for (indices, done) in udp_done {

@@ -24,10 +24,10 @@ pub struct StatusLine {
 
 impl StatusLine {
     /// A status line, drawn only if `wanted` and stderr is a terminal.
-    pub fn new(wanted: bool, _input: &str, outputs: &[String], now: Instant) -> StatusLine {
+    pub fn new(wanted: bool, outputs: usize, now: Instant) -> StatusLine {
         StatusLine {
             enabled: wanted && std::io::stderr().is_terminal(),
-            outputs: outputs.len(),
+            outputs,
             last: now,
             last_bytes: 0,
             drawn: false,

@@ -12,7 +12,8 @@ use io_uring::{EnterFlags, IoUring};
 /// a zero timeout instead takes the kernel's wait path (wait queue and
 /// timer) whenever nothing has come, which perf showed as a fifth of the
 /// UDP receiver's CPU behind a GSO sender; this cut its CPU per datagram at
-/// 3 Gbit/s from about 175 to 140 ns.
+/// 3 Gbit/s from about 175 to 140 ns (single runs of `bench recv` behind
+/// `bench send`, the pair perf/udp.sh runs, before and after).
 pub fn run_deferred(ring: &IoUring) -> io::Result<()> {
     // SAFETY: no submissions are passed and no argument pointer: the call
     // only runs deferred work and posts completions into the ring.

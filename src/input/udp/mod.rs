@@ -47,7 +47,8 @@ const HEAP_CAP: usize = 32 << 20;
 /// 3 Gbit/s from 226 to 179 ns (perf/udp.sh, runs before and after). Once
 /// the pool was mapped lazily and completions were collected without the
 /// kernel's wait path, 16 to 64 buffers came out 5 % cheaper than 128 (three
-/// runs each, 128-138 against 134-142 ns); 64 keeps the most headroom of
+/// single runs each of `bench recv` behind `bench send`, 128-138 against
+/// 134-142 ns); 64 keeps the most headroom of
 /// those for a burst of plain datagrams within one batch window.
 const RING_FILL: usize = 64;
 /// How long the io_uring receiver lets completions gather.

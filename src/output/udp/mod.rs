@@ -16,7 +16,6 @@
 mod sys;
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,11 +205,6 @@ impl UdpOutput {
     /// The counters the status line reads.
     pub fn live(&self) -> Arc<LiveCounters> {
         Arc::clone(&self.live)
-    }
-
-    /// The address the socket sends from.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.socket.local_addr().ok().and_then(|a| a.as_socket())
     }
 
     /// Takes what the hub has for this output (bounded per tick).
