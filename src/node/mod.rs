@@ -1,7 +1,9 @@
 //! The node: what runs one stream on top of inputs, hub and outputs.
 //!
 //! [`supervisor`] decides, without I/O, which input feeds the stream;
-//! [`splice`] keeps the output one valid stream across its switches.
+//! [`splice`] keeps the output one valid stream across its switches;
+//! [`api`] is what the HTTP side sees of it.
 
+pub mod api;
 pub mod splice;
 pub mod supervisor;

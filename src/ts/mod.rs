@@ -6,6 +6,7 @@ pub mod codec;
 pub mod datagram;
 pub mod filter;
 pub mod framing;
+pub mod monitor;
 pub mod pace;
 pub mod packet;
 pub mod psi;

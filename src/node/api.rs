@@ -1,0 +1,225 @@
+//! What the node offers its HTTP side: the control operations and the
+//! status it reports, as plain serialisable data.
+//!
+//! [`NodeControl`] is implemented by the running node; the HTTP layer
+//! (`crate::http`) turns requests into these calls and the snapshots into
+//! JSON and Prometheus text. Status is a snapshot taken on request from the
+//! stream's own task: nothing here is shared with the data path.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::hub::Hub;
+use crate::ts::monitor::{MonitorCounters, PidCounters};
+
+/// A stream as the API creates or replaces it (JSON body). The id comes
+/// from the body (`POST /api/v1/streams`) or the path (`PUT`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamDef {
+    /// Stream id (`[a-z0-9_-]{1,64}`); optional in a `PUT` body, where the
+    /// path names it (when both are given they must agree).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Input URLs in failover order.
+    pub inputs: Vec<String>,
+    /// Output URLs.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Seconds of silence before failing over (default 3).
+    #[serde(default)]
+    pub input_timeout: Option<f64>,
+    /// Seconds a better input must be healthy before failback (default 10).
+    #[serde(default)]
+    pub failback_after: Option<f64>,
+}
+
+/// Why a control call was refused. Each maps to one HTTP status.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum NodeError {
+    /// No stream with this id (404).
+    #[error("no stream '{0}'")]
+    NotFound(String),
+    /// A stream with this id exists already (409).
+    #[error("stream '{0}' exists already")]
+    Exists(String),
+    /// The definition or argument is invalid; the reason names the part (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// A node limit would be exceeded (409).
+    #[error("{0}")]
+    Limit(String),
+    /// The node could not do it now: shards stopping, a task gone (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What a replace did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replaced {
+    /// The definition was the same: nothing restarted.
+    Unchanged,
+    /// Only outputs changed: the inputs kept running.
+    Outputs,
+    /// Inputs or timing changed: the whole stream restarted.
+    Stream,
+    /// There was no such stream: it was created.
+    Created,
+}
+
+/// A stream's overall state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    /// No input has delivered data yet.
+    Starting,
+    /// The active input is delivering.
+    Running,
+    /// The active input is silent or failing; failover is under way.
+    Degraded,
+    /// Every input is out of rotation (ended or failed for good).
+    Finished,
+}
+
+/// One line of `GET /api/v1/streams`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamSummary {
+    /// Stream id.
+    pub id: String,
+    /// Overall state.
+    pub state: StreamState,
+    /// Index of the input feeding the outputs.
+    pub active_input: Option<usize>,
+    /// Its URL.
+    pub active_url: Option<String>,
+    /// Output bitrate over the last second, bits/s.
+    pub bitrate_bps: f64,
+}
+
+/// One input's health.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputStatus {
+    /// Priority position (0: main).
+    pub index: usize,
+    /// The URL as configured.
+    pub url: String,
+    /// `closed`, `opening`, `open`, `backoff`, `ended` or `failed`.
+    pub state: &'static str,
+    /// Whether it feeds the outputs.
+    pub active: bool,
+    /// Successful opens.
+    pub opens_total: u64,
+    /// Failed opens, failures and timeouts.
+    pub failures_total: u64,
+    /// Bytes of TS read.
+    pub bytes_total: u64,
+    /// Datagrams the kernel dropped before we read them (UDP).
+    pub kernel_drops_total: u64,
+    /// RTP sequence gaps (RTP-wrapped UDP).
+    pub rtp_gaps_total: u64,
+    /// Seconds since its last data.
+    pub last_data_ago_s: Option<f64>,
+    /// Seconds it has delivered without a gap of `input_timeout`.
+    pub healthy_for_s: Option<f64>,
+    /// Seconds until the next retry, while backing off.
+    pub retry_in_s: Option<f64>,
+    /// The last error, one line.
+    pub last_error: Option<String>,
+}
+
+/// One switch of the active input.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwitchRecord {
+    /// Seconds since the stream started.
+    pub at_s: f64,
+    /// Previous active input, if any.
+    pub from: Option<usize>,
+    /// New active input.
+    pub to: usize,
+    /// `start`, `error`, `timeout`, `ended`, `failback`, `manual`,
+    /// `input_added` or `input_removed`.
+    pub reason: &'static str,
+}
+
+/// One output's counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputStatus {
+    /// The URL as configured (`http` for the HTTP-TS clients together).
+    pub url: String,
+    /// Bytes sent or written.
+    pub bytes_total: u64,
+    /// Hub items missed by falling behind.
+    pub lag_drops_total: u64,
+}
+
+/// One stream in detail (`GET /api/v1/streams/<id>`), also the source of
+/// its `/metrics` lines.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamDetail {
+    /// Stream id.
+    pub id: String,
+    /// Overall state.
+    pub state: StreamState,
+    /// Index of the input feeding the outputs.
+    pub active_input: Option<usize>,
+    /// Seconds since the stream started.
+    pub uptime_s: f64,
+    /// Output bitrate over the last second, bits/s.
+    pub bitrate_bps: f64,
+    /// Counters over the stream as it goes out (after splicing).
+    pub counters: MonitorCounters,
+    /// Per PID, in PID order.
+    pub pids: Vec<PidCounters>,
+    /// Inputs in priority order.
+    pub inputs: Vec<InputStatus>,
+    /// Active-input switches, counted since start.
+    pub switches_total: u64,
+    /// The last switches, oldest first.
+    pub switches: Vec<SwitchRecord>,
+    /// Outputs, then the HTTP-TS clients as one.
+    pub outputs: Vec<OutputStatus>,
+    /// HTTP-TS clients connected now.
+    pub http_clients: u64,
+}
+
+/// One shard's state for `/metrics`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardStatus {
+    /// Shard index.
+    pub index: usize,
+    /// `io_uring` or `epoll`.
+    pub backend: &'static str,
+    /// Streams placed on it.
+    pub streams: u64,
+    /// Pool buffers lent out now (summed over its UDP inputs).
+    pub pool_in_use: u64,
+    /// Datagrams received into a fallback buffer because the pool was empty.
+    pub pool_fallbacks_total: u64,
+    /// Datagrams dropped for want of a buffer.
+    pub pool_drops_total: u64,
+}
+
+/// The control surface the HTTP side drives. Futures need not be `Send`:
+/// the HTTP side runs on one thread.
+pub trait NodeControl: 'static {
+    /// Every stream, in id order.
+    fn list(&self) -> impl Future<Output = Vec<StreamSummary>>;
+    /// One stream in detail.
+    fn detail(&self, id: &str) -> impl Future<Output = Result<StreamDetail, NodeError>>;
+    /// Every stream in detail and every shard (for `/metrics`).
+    fn snapshot(&self) -> impl Future<Output = (Vec<StreamDetail>, Vec<ShardStatus>)>;
+    /// Creates a stream; `def.id` must be set.
+    fn create(&self, def: StreamDef) -> impl Future<Output = Result<StreamDetail, NodeError>>;
+    /// Replaces stream `id` (or creates it), restarting only what changed.
+    fn replace(&self, id: &str, def: StreamDef) -> impl Future<Output = Result<Replaced, NodeError>>;
+    /// Stops and removes stream `id`.
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), NodeError>>;
+    /// Switches stream `id` to input `input` (0-based) and pins it.
+    fn switch(&self, id: &str, input: usize) -> impl Future<Output = Result<(), NodeError>>;
+    /// The stream's hub, for an HTTP-TS client.
+    fn hub(&self, id: &str) -> Option<Hub<Bytes>>;
+}
