@@ -184,6 +184,21 @@ pub struct StreamDetail {
     pub outputs: Vec<OutputStatus>,
     /// HTTP-TS clients connected now.
     pub http_clients: u64,
+    /// The shard it runs on.
+    pub shard: usize,
+    /// Its UDP inputs' use of their buffer pools.
+    pub pool: PoolUse,
+}
+
+/// Buffer pool use of a stream's UDP inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolUse {
+    /// Buffers lent out now (held by the hub and its readers).
+    pub in_use: u64,
+    /// Datagrams copied to the heap because the pool was empty.
+    pub fallbacks_total: u64,
+    /// Datagrams dropped for want of any buffer.
+    pub drops_total: u64,
 }
 
 /// One shard's state for `/metrics`.

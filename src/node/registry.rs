@@ -130,7 +130,7 @@ impl NodeControl for Arc<Node> {
             }
         }
         let backend = self.shards.backend().name();
-        let shards = (counts.iter().enumerate())
+        let mut shards: Vec<ShardStatus> = (counts.iter().enumerate())
             .map(|(index, &n)| ShardStatus {
                 index,
                 backend,
@@ -140,6 +140,13 @@ impl NodeControl for Arc<Node> {
                 pool_drops_total: 0,
             })
             .collect();
+        for detail in &details {
+            if let Some(shard) = shards.get_mut(detail.shard) {
+                shard.pool_in_use += detail.pool.in_use;
+                shard.pool_fallbacks_total += detail.pool.fallbacks_total;
+                shard.pool_drops_total += detail.pool.drops_total;
+            }
+        }
         (details, shards)
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::{Clock, SystemClock};
 use crate::config::StreamConfig;
 use crate::hub::Publisher;
-use crate::node::api::{InputStatus, OutputStatus, StreamDetail, StreamState, SwitchRecord};
+use crate::node::api::{InputStatus, OutputStatus, PoolUse, StreamDetail, StreamState, SwitchRecord};
 use crate::node::splice::Splicer;
 use crate::node::supervisor::{Action, Event, InputState, Supervisor, SupervisorConfig, SwitchReason};
 use crate::output::udp::LiveCounters;
@@ -38,6 +38,8 @@ pub struct Core {
     pub config: StreamConfig,
     /// The shard's I/O backend.
     pub backend: Backend,
+    /// The shard's index.
+    pub shard: usize,
     supervisor: Supervisor,
     splicer: Splicer,
     publisher: Publisher<Bytes>,
@@ -57,6 +59,19 @@ pub struct Core {
     spliced: Vec<Bytes>,
 }
 
+/// Growth of a UDP input's counters since the last look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpDelta {
+    /// Kernel drops.
+    pub kernel_drops: u64,
+    /// RTP sequence gaps.
+    pub rtp_gaps: u64,
+    /// Pool fallbacks.
+    pub pool_fallbacks: u64,
+    /// Pool drops.
+    pub pool_drops: u64,
+}
+
 /// One input's run-time record.
 #[derive(Default)]
 pub struct InputSlot {
@@ -70,6 +85,8 @@ pub struct InputSlot {
     pub kernel_drops: u64,
     /// RTP sequence gaps over every open.
     pub rtp_gaps: u64,
+    /// Pool use of the current open, counters over every open.
+    pub pool: PoolUse,
     /// The last error, one line.
     pub last_error: Option<String>,
     /// When data was last reported to the supervisor.
@@ -81,7 +98,12 @@ pub struct InputSlot {
 
 impl Core {
     /// The state of a stream that has not opened anything yet.
-    pub fn new(config: StreamConfig, backend: Backend, publisher: Publisher<Bytes>, started: Instant) -> Core {
+    pub fn new(
+        config: StreamConfig,
+        (backend, shard): (Backend, usize),
+        publisher: Publisher<Bytes>,
+        started: Instant,
+    ) -> Core {
         let supervisor = Supervisor::new(
             config.inputs.len(),
             SupervisorConfig {
@@ -102,6 +124,7 @@ impl Core {
             started,
             config,
             backend,
+            shard,
             supervisor,
             splicer: Splicer::new(),
             publisher,
@@ -205,8 +228,12 @@ impl Core {
 
     /// Stops input `index`'s task, if one runs.
     pub fn close(&mut self, index: usize) {
-        if let Some(stop) = self.inputs.get_mut(index).and_then(|s| s.stop.take()) {
-            let _ = stop.send(true);
+        if let Some(slot) = self.inputs.get_mut(index) {
+            if let Some(stop) = slot.stop.take() {
+                let _ = stop.send(true);
+            }
+            // Its pool goes with it once the hub lets go of the buffers.
+            slot.pool.in_use = 0;
         }
         if self.active == Some(index) && self.supervisor.active() != Some(index) {
             self.active = None;
@@ -228,11 +255,15 @@ impl Core {
         }
     }
 
-    /// Adds UDP receive counters of input `index`.
-    pub fn add_udp(&mut self, index: usize, kernel_drops: u64, rtp_gaps: u64) {
+    /// Adds UDP receive counters of input `index` (`delta`) and sets the
+    /// buffers its pool has lent out.
+    pub fn add_udp(&mut self, index: usize, delta: UdpDelta, pool_in_use: u64) {
         if let Some(slot) = self.inputs.get_mut(index) {
-            slot.kernel_drops += kernel_drops;
-            slot.rtp_gaps += rtp_gaps;
+            slot.kernel_drops += delta.kernel_drops;
+            slot.rtp_gaps += delta.rtp_gaps;
+            slot.pool.fallbacks_total += delta.pool_fallbacks;
+            slot.pool.drops_total += delta.pool_drops;
+            slot.pool.in_use = pool_in_use;
         }
     }
 
@@ -324,6 +355,12 @@ impl Core {
             switches,
             outputs,
             http_clients: load(&self.http_clients),
+            shard: self.shard,
+            pool: self.inputs.iter().fold(PoolUse::default(), |sum, s| PoolUse {
+                in_use: sum.in_use + s.pool.in_use,
+                fallbacks_total: sum.fallbacks_total + s.pool.fallbacks_total,
+                drops_total: sum.drops_total + s.pool.drops_total,
+            }),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::node::supervisor::{Action, Event};
 use crate::ts::filter::FilterSpec;
 use crate::url::{InputSpec, Pace};
 
-use super::core::{Core, carry_out, dispatch};
+use super::core::{Core, UdpDelta, carry_out, dispatch};
 
 /// Packets per chunk cut from a mapped file.
 const FILE_CHUNK_PACKETS: usize = 7 * 16;
@@ -109,17 +109,31 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
             };
             sink.report(Event::Opened { input: sink.index }, None);
             let mut chunks = Vec::new();
-            let mut counted = (0, 0);
+            let mut counted = UdpDelta::default();
+            let mut lent = 0;
             loop {
                 chunks.clear();
                 let read = input.read_batch(&mut chunks).await;
                 let stats = input.stats();
-                let now = (stats.recv.kernel_drops, stats.datagrams.rtp_seq_gaps);
-                if now != counted {
-                    sink.core.borrow_mut().add_udp(sink.index, now.0 - counted.0, now.1 - counted.1);
+                let now = UdpDelta {
+                    kernel_drops: stats.recv.kernel_drops,
+                    rtp_gaps: stats.datagrams.rtp_seq_gaps,
+                    pool_fallbacks: stats.recv.pool_fallbacks,
+                    pool_drops: stats.recv.pool_drops,
+                };
+                if now != counted || input.pool_lent() != lent {
+                    lent = input.pool_lent();
+                    let delta = UdpDelta {
+                        kernel_drops: now.kernel_drops - counted.kernel_drops,
+                        rtp_gaps: now.rtp_gaps - counted.rtp_gaps,
+                        pool_fallbacks: now.pool_fallbacks - counted.pool_fallbacks,
+                        pool_drops: now.pool_drops - counted.pool_drops,
+                    };
+                    sink.core.borrow_mut().add_udp(sink.index, delta, lent);
                     counted = now;
                 }
                 if let Err(e) = read {
+                    sink.core.borrow_mut().add_udp(sink.index, UdpDelta::default(), 0);
                     return Outcome::Failed(e.to_string());
                 }
                 sink.publish_batch(&mut chunks);

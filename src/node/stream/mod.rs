@@ -90,7 +90,7 @@ impl StreamHandle {
         let backend = shards.backend();
         let done = shards
             .spawn_on(shard, move || async move {
-                let core = Core::new(task_config, backend, publisher, SystemClock.now());
+                let core = Core::new(task_config, (backend, shard), publisher, SystemClock.now());
                 run(core, task_http, command_rx, ready_tx).await;
             })
             .map_err(|e| NodeError::Unavailable(e.to_string()))?;
