@@ -57,6 +57,8 @@ pub struct Core {
     pub http_clients: Arc<std::sync::atomic::AtomicU64>,
     switches_total: u64,
     spliced: Vec<Bytes>,
+    /// Source of open ids.
+    opens: u64,
 }
 
 /// Growth of a UDP input's counters since the last look.
@@ -77,8 +79,10 @@ pub struct UdpDelta {
 pub struct InputSlot {
     /// Tells the running task to stop; `None` when no task runs.
     stop: Option<watch::Sender<bool>>,
-    /// Bumped at each open, so events from a task closed since are stale.
-    pub generation: u64,
+    /// The current open's id (unique in the stream): a task knows its
+    /// input by it, so its events stay right when inputs are added or
+    /// removed, and are dropped once it is closed.
+    open_id: u64,
     /// Bytes of TS read, over every open.
     pub bytes: u64,
     /// Kernel drops over every open (UDP).
@@ -137,6 +141,7 @@ impl Core {
             http_clients: Arc::default(),
             switches_total: 0,
             spliced: Vec::new(),
+            opens: 0,
         }
     }
 
@@ -160,9 +165,9 @@ impl Core {
         self.monitor.tick(now);
     }
 
-    /// Whether `generation` is the current task of `input`.
-    pub fn is_current(&self, input: usize, generation: u64) -> bool {
-        self.inputs.get(input).is_some_and(|s| s.generation == generation && s.stop.is_some())
+    /// The input whose current open is `open_id`, if it was not closed.
+    pub fn index_of(&self, open_id: u64) -> Option<usize> {
+        self.inputs.iter().position(|s| s.open_id == open_id && s.stop.is_some())
     }
 
     /// Takes a batch of chunks from input `index`: counts it, reports data
@@ -209,7 +214,11 @@ impl Core {
     /// `actions` for [`dispatch`].
     fn handle(&mut self, now: Duration, event: Event, actions: &mut Vec<Action>) {
         self.supervisor.handle(now, event, actions);
-        for action in actions.iter() {
+        self.apply_activations(actions);
+    }
+
+    fn apply_activations(&mut self, actions: &[Action]) {
+        for action in actions {
             if let Action::Activate { input, reason } = *action {
                 self.activate(input, reason);
             }
@@ -237,6 +246,39 @@ impl Core {
         }
         if self.active == Some(index) && self.supervisor.active() != Some(index) {
             self.active = None;
+        }
+    }
+
+    /// Takes input `index` out: its task stops, later inputs shift down.
+    /// The supervisor is told separately ([`remove_input`]).
+    fn take_out(&mut self, index: usize) {
+        self.close(index);
+        if index >= self.inputs.len() {
+            return;
+        }
+        self.inputs.remove(index);
+        self.config.inputs.remove(index);
+        self.config.input_urls.remove(index);
+        self.active = match self.active {
+            Some(a) if a == index => None,
+            Some(a) if a > index => Some(a - 1),
+            other => other,
+        };
+    }
+
+    /// Puts a new input in at `at` (its URL as given); later ones shift up.
+    fn put_in(&mut self, at: usize, spec: crate::url::InputSpec, url: String) {
+        let at = at.min(self.inputs.len());
+        let filter = input::filter_of(&spec);
+        let slot =
+            InputSlot { filter: (!filter.is_passthrough()).then(|| TsFilter::new(filter)), ..InputSlot::default() };
+        self.inputs.insert(at, slot);
+        self.config.inputs.insert(at, spec);
+        self.config.input_urls.insert(at, url);
+        if let Some(a) = self.active.as_mut()
+            && *a >= at
+        {
+            *a += 1;
         }
     }
 
@@ -415,15 +457,48 @@ pub fn carry_out(core: &Rc<RefCell<Core>>, actions: &[Action]) {
 
 fn open(core: &Rc<RefCell<Core>>, index: usize) {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (spec, generation) = {
+    let (spec, open_id) = {
         let mut state = core.borrow_mut();
+        state.opens += 1;
+        let open_id = state.opens;
         let Some(spec) = state.config.inputs.get(index).cloned() else { return };
         let Some(slot) = state.inputs.get_mut(index) else { return };
         if let Some(old) = slot.stop.replace(stop_tx) {
             let _ = old.send(true);
         }
-        slot.generation += 1;
-        (spec, slot.generation)
+        slot.open_id = open_id;
+        (spec, open_id)
     };
-    tokio::task::spawn_local(input::run(Rc::clone(core), index, generation, spec, stop_rx));
+    tokio::task::spawn_local(input::run(Rc::clone(core), open_id, spec, stop_rx));
+}
+
+/// Removes input `index` from a running stream (the supervisor fails over
+/// if it was active).
+pub fn remove_input(core: &Rc<RefCell<Core>>, index: usize) {
+    let mut actions = Vec::new();
+    {
+        let mut state = core.borrow_mut();
+        let now = state.now();
+        state.take_out(index);
+        state.supervisor.handle(now, Event::InputRemoved { input: index }, &mut actions);
+        // The supervisor's close of the removed input names its old index,
+        // already taken care of; every later action names the new indices.
+        if actions.first() == Some(&Action::Close { input: index }) {
+            actions.remove(0);
+        }
+        state.apply_activations(&actions);
+    }
+    carry_out(core, &actions);
+}
+
+/// Adds an input at priority position `at` of a running stream.
+pub fn add_input(core: &Rc<RefCell<Core>>, at: usize, spec: crate::url::InputSpec, url: String) {
+    let mut actions = Vec::new();
+    {
+        let mut state = core.borrow_mut();
+        let now = state.now();
+        state.put_in(at, spec, url);
+        state.handle(now, Event::InputAdded { at }, &mut actions);
+    }
+    carry_out(core, &actions);
 }

@@ -37,8 +37,8 @@ pub fn filter_of(spec: &InputSpec) -> FilterSpec {
 /// Hands an input's batches to the stream.
 struct InputSink {
     core: Rc<RefCell<Core>>,
-    index: usize,
-    generation: u64,
+    /// The open this task runs; its input's index may change meanwhile.
+    open_id: u64,
     actions: Vec<Action>,
 }
 
@@ -46,11 +46,11 @@ impl ChunkSink for InputSink {
     fn publish_batch(&mut self, batch: &mut Vec<Bytes>) {
         {
             let mut core = self.core.borrow_mut();
-            if !core.is_current(self.index, self.generation) {
+            let Some(index) = core.index_of(self.open_id) else {
                 batch.clear();
                 return;
-            }
-            core.take_data(self.index, batch, &mut self.actions);
+            };
+            core.take_data(index, batch, &mut self.actions);
         }
         if !self.actions.is_empty() {
             carry_out(&self.core, &self.actions);
@@ -60,36 +60,39 @@ impl ChunkSink for InputSink {
 }
 
 impl InputSink {
-    /// Reports `event` unless this task was closed meanwhile.
-    fn report(&self, event: Event, error: Option<String>) {
-        if !self.core.borrow().is_current(self.index, self.generation) {
-            return;
-        }
+    /// Reports the event `make` builds for this input's index, unless the
+    /// input was closed meanwhile.
+    fn report(&self, make: impl FnOnce(usize) -> Event, error: Option<String>) {
+        let Some(index) = self.core.borrow().index_of(self.open_id) else { return };
         if let Some(error) = error {
-            self.core.borrow_mut().note_error(self.index, error);
+            self.core.borrow_mut().note_error(index, error);
         }
-        dispatch(&self.core, event);
+        dispatch(&self.core, make(index));
+    }
+
+    fn index(&self) -> Option<usize> {
+        self.core.borrow().index_of(self.open_id)
+    }
+
+    fn udp_counters(&self, delta: UdpDelta, lent: u64) {
+        if let Some(index) = self.index() {
+            self.core.borrow_mut().add_udp(index, delta, lent);
+        }
     }
 }
 
-/// Runs input `index` until it fails, ends or `stop` turns true.
-pub async fn run(
-    core: Rc<RefCell<Core>>,
-    index: usize,
-    generation: u64,
-    spec: InputSpec,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut sink = InputSink { core, index, generation, actions: Vec::new() };
+/// Runs the input opened as `open_id` until it fails, ends or `stop`
+/// turns true.
+pub async fn run(core: Rc<RefCell<Core>>, open_id: u64, spec: InputSpec, mut stop: watch::Receiver<bool>) {
+    let mut sink = InputSink { core, open_id, actions: Vec::new() };
     let outcome = tokio::select! {
         outcome = read(&mut sink, spec) => outcome,
         _ = stop.changed() => return,
     };
-    let input = index;
     match outcome {
-        Outcome::OpenFailed(e) => sink.report(Event::OpenFailed { input, permanent: false }, Some(e)),
-        Outcome::Failed(e) => sink.report(Event::Failed { input, permanent: false }, Some(e)),
-        Outcome::Ended => sink.report(Event::Ended { input }, None),
+        Outcome::OpenFailed(e) => sink.report(|input| Event::OpenFailed { input, permanent: false }, Some(e)),
+        Outcome::Failed(e) => sink.report(|input| Event::Failed { input, permanent: false }, Some(e)),
+        Outcome::Ended => sink.report(|input| Event::Ended { input }, None),
     }
 }
 
@@ -107,7 +110,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                 Ok(input) => input,
                 Err(e) => return Outcome::OpenFailed(e.to_string()),
             };
-            sink.report(Event::Opened { input: sink.index }, None);
+            sink.report(|input| Event::Opened { input }, None);
             let mut chunks = Vec::new();
             let mut counted = UdpDelta::default();
             let mut lent = 0;
@@ -129,11 +132,11 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                         pool_fallbacks: now.pool_fallbacks - counted.pool_fallbacks,
                         pool_drops: now.pool_drops - counted.pool_drops,
                     };
-                    sink.core.borrow_mut().add_udp(sink.index, delta, lent);
+                    sink.udp_counters(delta, lent);
                     counted = now;
                 }
                 if let Err(e) = read {
-                    sink.core.borrow_mut().add_udp(sink.index, UdpDelta::default(), 0);
+                    sink.udp_counters(UdpDelta::default(), 0);
                     return Outcome::Failed(e.to_string());
                 }
                 sink.publish_batch(&mut chunks);
@@ -153,7 +156,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                     Ok(reader) => reader,
                     Err(e) => return Outcome::OpenFailed(e.to_string()),
                 };
-                sink.report(Event::Opened { input: sink.index }, None);
+                sink.report(|input| Event::Opened { input }, None);
                 let mut chunks = Vec::new();
                 loop {
                     match reader.next_chunk().await {
@@ -169,7 +172,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                 Ok(file) => file,
                 Err(e) => return Outcome::OpenFailed(e.to_string()),
             };
-            sink.report(Event::Opened { input: sink.index }, None);
+            sink.report(|input| Event::Opened { input }, None);
             let looping = looping.unwrap_or(false);
             let playout =
                 Playout::new(FileChunks::new(file, looping, FILE_CHUNK_PACKETS), looping, pace.unwrap_or(Pace::Pcr));
