@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::clock::SystemClock;
-use crate::http::{self, StreamTable};
+use crate::http::{self, HttpOptions};
 use crate::hub::Hub;
 use crate::input::chunks::FileChunks;
 use crate::input::playout::Playout;
@@ -97,7 +97,7 @@ pub fn serve(
         }
     })?;
 
-    let streams: Arc<StreamTable> = Arc::new([("demo".to_owned(), hub)].into_iter().collect());
+    let http_options = HttpOptions { loopback_only: addr.ip().is_loopback(), ..HttpOptions::default() };
     let http_stop = stop_rx.clone();
     let http_thread = std::thread::Builder::new()
         .name("http".into())
@@ -109,7 +109,7 @@ pub fn serve(
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                http::serve(listener, streams, http_stop).await;
+                http::serve(listener, std::rc::Rc::new(demo_node::DemoNode { hub }), http_options, http_stop).await;
                 Ok(())
             })
         })
@@ -134,4 +134,77 @@ pub fn serve(
     let _ = http_thread.join();
     shards.shutdown();
     outcome
+}
+
+/// The demo as a [`NodeControl`](crate::node::api::NodeControl): one
+/// fixed stream, nothing to configure. Stands in until the real node.
+mod demo_node {
+    use bytes::Bytes;
+
+    use crate::hub::Hub;
+    use crate::node::api::{
+        NodeControl, NodeError, Replaced, ShardStatus, StreamDef, StreamDetail, StreamState, StreamSummary,
+    };
+    use crate::ts::monitor::MonitorCounters;
+
+    const ID: &str = "demo";
+
+    pub(super) struct DemoNode {
+        pub(super) hub: Hub<Bytes>,
+    }
+
+    fn fixed() -> NodeError {
+        NodeError::Unavailable("the demo node has a fixed stream; start with --config to manage streams".into())
+    }
+
+    fn detail() -> StreamDetail {
+        StreamDetail {
+            id: ID.into(),
+            state: StreamState::Running,
+            active_input: Some(0),
+            uptime_s: 0.0,
+            bitrate_bps: 0.0,
+            counters: MonitorCounters::default(),
+            pids: Vec::new(),
+            inputs: Vec::new(),
+            switches_total: 0,
+            switches: Vec::new(),
+            outputs: Vec::new(),
+            http_clients: 0,
+        }
+    }
+
+    impl NodeControl for DemoNode {
+        async fn list(&self) -> Vec<StreamSummary> {
+            let d = detail();
+            vec![StreamSummary {
+                id: d.id,
+                state: d.state,
+                active_input: d.active_input,
+                active_url: None,
+                bitrate_bps: d.bitrate_bps,
+            }]
+        }
+        async fn detail(&self, id: &str) -> Result<StreamDetail, NodeError> {
+            if id == ID { Ok(detail()) } else { Err(NodeError::NotFound(id.into())) }
+        }
+        async fn snapshot(&self) -> (Vec<StreamDetail>, Vec<ShardStatus>) {
+            (vec![detail()], Vec::new())
+        }
+        async fn create(&self, _: StreamDef) -> Result<StreamDetail, NodeError> {
+            Err(fixed())
+        }
+        async fn replace(&self, _: &str, _: StreamDef) -> Result<Replaced, NodeError> {
+            Err(fixed())
+        }
+        async fn delete(&self, _: &str) -> Result<(), NodeError> {
+            Err(fixed())
+        }
+        async fn switch(&self, _: &str, _: usize) -> Result<(), NodeError> {
+            Err(fixed())
+        }
+        fn hub(&self, id: &str) -> Option<Hub<Bytes>> {
+            (id == ID).then(|| self.hub.clone())
+        }
+    }
 }
