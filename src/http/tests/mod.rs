@@ -36,9 +36,12 @@ pub struct Probe {
     pub unavailable: Arc<AtomicBool>,
 }
 
+/// A fake stream: its definition and its hub (the publisher keeps it open).
+type FakeStream = (StreamDef, Publisher<Bytes>, Hub<Bytes>);
+
 /// An in-memory node: definitions by id, a hub each.
 pub struct FakeNode {
-    streams: RefCell<BTreeMap<String, (StreamDef, Publisher<Bytes>, Hub<Bytes>)>>,
+    streams: RefCell<BTreeMap<String, FakeStream>>,
     probe: Probe,
 }
 
