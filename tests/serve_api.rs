@@ -160,6 +160,19 @@ fn streams_come_and_go_while_another_streams_output_runs_unbroken() {
     assert_eq!(json(&body)["replaced"], "outputs");
     let (code, body) = call(addr, "PUT", "/api/v1/streams/c", Some(&def(pc2, "")), None);
     assert_eq!((code, json(&body)["replaced"].clone()), (200, "unchanged".into()), "{body}");
+    // Add a backup input, then take it out again: the stream runs on.
+    let two = format!(
+        r#"{{"id":"c","inputs":["file://media/clip.ts?loop=true","udp://127.0.0.1:{}"],"outputs":["udp://127.0.0.1:{pc2}"]}}"#,
+        common::free_port()
+    );
+    let (code, body) = call(addr, "PUT", "/api/v1/streams/c", Some(&two), None);
+    assert_eq!((code, json(&body)["replaced"].clone()), (200, "inputs".into()), "{body}");
+    let (_, body) = call(addr, "GET", "/api/v1/streams/c", None, None);
+    let detail = json(&body);
+    assert_eq!(detail["inputs"].as_array().unwrap().len(), 2, "{detail:#}");
+    assert_eq!(detail["active_input"], 0, "{detail:#}");
+    let (code, body) = call(addr, "PUT", "/api/v1/streams/c", Some(&def(pc2, "")), None);
+    assert_eq!((code, json(&body)["replaced"].clone()), (200, "inputs".into()), "{body}");
     std::thread::sleep(Duration::from_secs(2));
     // Replace its input: the stream restarts.
     let (code, body) = call(addr, "PUT", "/api/v1/streams/c", Some(&def(pc2, "&pace=pcr")), None);

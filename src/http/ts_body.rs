@@ -9,7 +9,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
 
+use std::sync::atomic::Ordering;
+
 use crate::hub::{RecvError, Subscriber};
+use crate::node::api::HttpCounters;
 use crate::output::entry::{EntryGate, Piece, StartMode};
 
 /// Hub items taken per poll.
@@ -23,12 +26,19 @@ pub struct TsBody {
     pieces: Vec<Piece>,
     ready: VecDeque<Bytes>,
     lost: u64,
+    /// The stream's HTTP-TS counters, when the node keeps them.
+    counters: Option<HttpCounters>,
 }
 
 impl TsBody {
-    /// A body reading `reader`, starting at a clean entry point.
-    pub fn new(reader: Subscriber<Bytes>) -> TsBody {
+    /// A body reading `reader`, starting at a clean entry point; counted
+    /// as a client in `counters` until dropped.
+    pub fn new(reader: Subscriber<Bytes>, counters: Option<HttpCounters>) -> TsBody {
+        if let Some(c) = &counters {
+            c.clients.fetch_add(1, Ordering::Relaxed);
+        }
         TsBody {
+            counters,
             reader,
             gate: EntryGate::new(StartMode::Clean),
             items: Vec::with_capacity(BATCH),
@@ -47,6 +57,9 @@ impl Body for TsBody {
         let this = self.get_mut();
         loop {
             if let Some(bytes) = this.ready.pop_front() {
+                if let Some(c) = &this.counters {
+                    c.live.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
             this.items.clear();
@@ -56,6 +69,9 @@ impl Body for TsBody {
                 Poll::Ready(Err(RecvError::Lagged(n))) => {
                     // A slow client: skip to the next entry point.
                     this.lost += n;
+                    if let Some(c) = &this.counters {
+                        c.live.lag_drops.fetch_add(n, Ordering::Relaxed);
+                    }
                     tracing::debug!(lost = this.lost, "HTTP-TS client fell behind");
                     this.gate.resync(n);
                 }
@@ -70,6 +86,14 @@ impl Body for TsBody {
                     }));
                 }
             }
+        }
+    }
+}
+
+impl Drop for TsBody {
+    fn drop(&mut self) {
+        if let Some(c) = &self.counters {
+            c.clients.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

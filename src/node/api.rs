@@ -7,12 +7,15 @@
 //! stream's own task: nothing here is shared with the data path.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::hub::Hub;
+use crate::output::udp::LiveCounters;
 use crate::ts::monitor::{MonitorCounters, PidCounters};
 
 /// A stream as the API creates or replaces it (JSON body). The id comes
@@ -63,8 +66,11 @@ pub enum NodeError {
 pub enum Replaced {
     /// The definition was the same: nothing restarted.
     Unchanged,
-    /// Only outputs changed: the inputs kept running.
+    /// Outputs changed (and maybe inputs were added or removed): the
+    /// inputs kept running.
     Outputs,
+    /// Only inputs were added or removed: the stream kept running.
+    Inputs,
     /// Inputs or timing changed: the whole stream restarted.
     Stream,
     /// There was no such stream: it was created.
@@ -237,4 +243,26 @@ pub trait NodeControl: 'static {
     fn switch(&self, id: &str, input: usize) -> impl Future<Output = Result<(), NodeError>>;
     /// The stream's hub, for an HTTP-TS client.
     fn hub(&self, id: &str) -> Option<Hub<Bytes>>;
+    /// The stream's hub with the counters its HTTP-TS clients share; by
+    /// default the hub alone (nothing counted).
+    fn tap(&self, id: &str) -> Option<HttpTap> {
+        self.hub(id).map(|hub| HttpTap { hub, counters: None })
+    }
+}
+
+/// What an HTTP-TS client reads from and counts into.
+pub struct HttpTap {
+    /// The stream's hub.
+    pub hub: Hub<Bytes>,
+    /// Counters shared by the stream's HTTP-TS clients.
+    pub counters: Option<HttpCounters>,
+}
+
+/// What the HTTP-TS clients of a stream count together.
+#[derive(Clone, Debug, Default)]
+pub struct HttpCounters {
+    /// Bytes sent and hub items missed, over every client.
+    pub live: Arc<LiveCounters>,
+    /// Clients connected now.
+    pub clients: Arc<AtomicU64>,
 }

@@ -15,9 +15,10 @@ use tokio::sync::Mutex;
 use crate::config::{MAX_STREAMS, Mounts, StreamConfig, check_stream};
 use crate::hub::Hub;
 use crate::node::api::{
-    NodeControl, NodeError, Replaced, ShardStatus, StreamDef, StreamDetail, StreamState, StreamSummary,
+    HttpCounters, HttpTap, NodeControl, NodeError, Replaced, ShardStatus, StreamDef, StreamDetail, StreamState,
+    StreamSummary,
 };
-use crate::node::stream::{HttpCounters, StreamHandle, outputs_only, pick_shard};
+use crate::node::stream::{StreamHandle, pick_shard, replace_plan};
 use crate::shard::Shards;
 
 /// The node.
@@ -173,9 +174,14 @@ impl NodeControl for Arc<Node> {
         if old.config == config {
             return Ok(Replaced::Unchanged);
         }
-        if outputs_only(&old.config, &config) {
-            old.replace_outputs(config).await?;
-            return Ok(Replaced::Outputs);
+        if let Some(plan) = replace_plan(&old.config, &config) {
+            if !plan.inputs.is_empty() {
+                old.edit_inputs(config.clone(), plan.inputs).await?;
+            }
+            if plan.outputs {
+                old.replace_outputs(config).await?;
+            }
+            return Ok(if plan.outputs { Replaced::Outputs } else { Replaced::Inputs });
         }
         let shard = old.shard;
         if let Some(old) = streams.remove(id) {
@@ -202,6 +208,10 @@ impl NodeControl for Arc<Node> {
     }
 
     fn hub(&self, id: &str) -> Option<Hub<Bytes>> {
-        self.tap(id).map(|(hub, _)| hub)
+        Node::tap(self, id).map(|(hub, _)| hub)
+    }
+
+    fn tap(&self, id: &str) -> Option<HttpTap> {
+        Node::tap(self, id).map(|(hub, counters)| HttpTap { hub, counters: Some(counters) })
     }
 }

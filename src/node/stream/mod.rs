@@ -9,12 +9,12 @@
 //! so nothing on the data path is shared with the API.
 
 mod core;
+mod edits;
 mod input;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,14 +23,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::{Clock, SystemClock};
 use crate::config::StreamConfig;
 use crate::hub::{Hub, Start};
-use crate::node::api::{NodeError, StreamDetail, StreamSummary};
+use crate::node::api::{HttpCounters, NodeError, StreamDetail, StreamSummary};
 use crate::node::supervisor::Event;
 use crate::output::spec::OutputSpec;
 use crate::output::udp::{self, LiveCounters, UdpOutput};
 use crate::output::writer::{self, Target};
 use crate::shard::Shards;
 use crate::url::InputSpec;
-use core::{Core, dispatch};
+use core::{Core, add_input, dispatch, remove_input};
+pub use edits::{InputEdit, input_edits};
 
 /// Hub items kept for a stream with a UDP input first: each can hold a
 /// pool buffer, and the pool must keep buffers for receiving.
@@ -50,6 +51,8 @@ enum Command {
     Switch(usize, oneshot::Sender<Result<(), NodeError>>),
     /// Replace the UDP outputs (the inputs keep running).
     Outputs(StreamConfig, oneshot::Sender<Result<(), String>>),
+    /// Apply input edits (the stream keeps running).
+    Inputs(StreamConfig, Vec<InputEdit>, oneshot::Sender<()>),
 }
 
 /// The node's handle on a running stream. Dropping it stops the stream.
@@ -62,15 +65,6 @@ pub struct StreamHandle {
     hub: Hub<Bytes>,
     http: HttpCounters,
     done: Option<oneshot::Receiver<()>>,
-}
-
-/// What HTTP-TS clients of a stream count together.
-#[derive(Clone, Default)]
-pub struct HttpCounters {
-    /// Bytes sent and hub items missed, over every client.
-    pub live: Arc<LiveCounters>,
-    /// Clients connected now.
-    pub clients: Arc<AtomicU64>,
 }
 
 impl StreamHandle {
@@ -129,6 +123,14 @@ impl StreamHandle {
         Ok(())
     }
 
+    /// Applies input `edits` taking the stream to `config`'s inputs.
+    pub async fn edit_inputs(&mut self, config: StreamConfig, edits: Vec<InputEdit>) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Inputs(config.clone(), edits, tx)).await?;
+        self.config.inputs = config.inputs;
+        self.config.input_urls = config.input_urls;
+        Ok(())
+    }
+
     /// Stops the stream and waits until its task has ended.
     pub async fn stop(mut self) {
         let done = self.done.take();
@@ -146,17 +148,31 @@ impl StreamHandle {
     }
 }
 
-/// Whether replacing `old` by `new` can keep the inputs running: only
-/// outputs changed, and none of the old or new ones is a writer thread
-/// (those run until the hub closes).
-pub fn outputs_only(old: &StreamConfig, new: &StreamConfig) -> bool {
+/// What replacing a running stream's definition by another takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplacePlan {
+    /// Input edits applied to the running stream.
+    pub inputs: Vec<InputEdit>,
+    /// The outputs are replaced (the inputs keep running).
+    pub outputs: bool,
+}
+
+/// How `old` can become `new` without a restart, or `None` when it cannot:
+/// the timing changed, the inputs changed other than by additions or
+/// removals alone, or the outputs changed and one of them is a writer
+/// thread (those run until the hub closes).
+pub fn replace_plan(old: &StreamConfig, new: &StreamConfig) -> Option<ReplacePlan> {
+    if old.input_timeout != new.input_timeout || old.failback_after != new.failback_after {
+        return None;
+    }
+    let pairs = |c: &StreamConfig| c.inputs.iter().cloned().zip(c.input_urls.iter().cloned()).collect::<Vec<_>>();
+    let inputs = input_edits(&pairs(old), &pairs(new))?;
+    let outputs = old.outputs != new.outputs || old.output_urls != new.output_urls;
     let udp_only = |c: &StreamConfig| c.outputs.iter().all(|o| matches!(o, OutputSpec::Udp(_)));
-    old.inputs == new.inputs
-        && old.input_urls == new.input_urls
-        && old.input_timeout == new.input_timeout
-        && old.failback_after == new.failback_after
-        && udp_only(old)
-        && udp_only(new)
+    if outputs && !(udp_only(old) && udp_only(new)) {
+        return None;
+    }
+    Some(ReplacePlan { inputs, outputs })
 }
 
 /// The stream task: opens the outputs, starts the supervisor, then serves
@@ -243,6 +259,19 @@ fn serve_command(
             }
             dispatch(core, Event::ManualSwitch { input });
             let _ = reply.send(Ok(()));
+        }
+        Command::Inputs(config, edits, reply) => {
+            for edit in edits {
+                match edit {
+                    InputEdit::Remove(index) => remove_input(core, index),
+                    InputEdit::Add { at, from } => {
+                        if let (Some(spec), Some(url)) = (config.inputs.get(from), config.input_urls.get(from)) {
+                            add_input(core, at, spec.clone(), url.clone());
+                        }
+                    }
+                }
+            }
+            let _ = reply.send(());
         }
         Command::Outputs(config, reply) => {
             if let Some(stop) = udp_stop.take() {
