@@ -159,11 +159,7 @@ impl Reference {
     /// forward (through the end of the file when `b <= a`).
     fn skipped(&self, a: u32, b: u32) -> u64 {
         let at = |i: u32| u64::from(self.before[i as usize]);
-        if b > a {
-            at(b) - at(a + 1)
-        } else {
-            (u64::from(self.identifiable()) - at(a + 1)) + at(b)
-        }
+        if b > a { at(b) - at(a + 1) } else { (u64::from(self.identifiable()) - at(a + 1)) + at(b) }
     }
 }
 
