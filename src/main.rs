@@ -55,16 +55,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the node. For now it serves the embedded demo stream (a looped
-    /// clip paced in real time) at http://<listen>/streams/demo.ts.
+    /// Run the node: the streams of a config file, or without one the
+    /// embedded demo stream (a looped clip paced in real time) at
+    /// http://127.0.0.1:8080/streams/demo.ts. HTTP-TS, the JSON API under
+    /// /api/v1, /metrics and /healthz are served on the listen address.
     Serve {
-        /// HTTP listen address (loopback by default).
-        #[arg(long, value_name = "ADDR", default_value = uringest::serve::DEFAULT_LISTEN)]
-        listen: std::net::SocketAddr,
-        /// I/O backend: auto, uring or epoll.
-        #[arg(long, value_name = "BACKEND", default_value = "auto")]
-        io: uringest::shard::IoChoice,
-        /// Shards (threads, pinned); default: one per core the process may use.
+        /// The TOML config (see examples/serve.toml); without: the demo.
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        /// HTTP listen address (overrides the config; default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// I/O backend: auto, uring or epoll (overrides the config).
+        #[arg(long, value_name = "BACKEND")]
+        io: Option<uringest::shard::IoChoice>,
+        /// Shards (threads, pinned; overrides the config); default: one per
+        /// core the process may use.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         shards: Option<u32>,
     },
@@ -237,7 +243,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { listen, io, shards } => serve(listen, io, shards),
+        Command::Serve { config, listen, io, shards } => serve(config, listen, io, shards),
         Command::Relay { input, outputs, duration, io, shards, json } => {
             relay(&input, &outputs, duration, io, shards, json)
         }
@@ -285,8 +291,14 @@ fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, st
     Ok(stop)
 }
 
-/// `uringest serve`: runs until SIGINT/SIGTERM.
-fn serve(listen: std::net::SocketAddr, io: uringest::shard::IoChoice, shards: Option<u32>) -> ExitCode {
+/// `uringest serve`: runs until SIGINT/SIGTERM. Exit codes: 0 after a
+/// signal, 2 for a refused config, 1 for anything else.
+fn serve(
+    config: Option<std::path::PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    io: Option<uringest::shard::IoChoice>,
+    shards: Option<u32>,
+) -> ExitCode {
     let stop = match stop_on_signals() {
         Ok(stop) => stop,
         Err(e) => {
@@ -294,10 +306,19 @@ fn serve(listen: std::net::SocketAddr, io: uringest::shard::IoChoice, shards: Op
             return ExitCode::FAILURE;
         }
     };
-    let options = uringest::serve::ServeOptions { listen, io, shards: shards.map(|n| n as usize) };
-    let listening = |addr| eprintln!("uringest: serving http://{addr}/streams/demo.ts (Ctrl-C stops)");
+    let options = uringest::serve::ServeOptions { config, listen, io, shards: shards.map(|n| n as usize) };
+    let listening = |addr, ids: &[String]| {
+        for id in ids {
+            eprintln!("uringest: serving http://{addr}/streams/{id}.ts");
+        }
+        eprintln!("uringest: API at http://{addr}/api/v1/streams, metrics at /metrics (Ctrl-C stops)");
+    };
     match uringest::serve::serve(&options, stop, listening) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ uringest::serve::ServeError::Config(_)) => {
+            eprintln!("uringest: serve: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("uringest: serve: {e}");
             ExitCode::FAILURE

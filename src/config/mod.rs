@@ -112,8 +112,12 @@ pub struct StreamConfig {
     /// Inputs in failover order (the first is the main); file inputs hold
     /// the path resolved under their mount.
     pub inputs: Vec<InputSpec>,
+    /// The input URLs as written, for status and logs.
+    pub input_urls: Vec<String>,
     /// Outputs.
     pub outputs: Vec<OutputSpec>,
+    /// The output URLs as written.
+    pub output_urls: Vec<String>,
     /// Silence after which the supervisor fails over.
     pub input_timeout: Duration,
     /// Health time before the supervisor returns to a better input.
@@ -312,12 +316,7 @@ fn check_streams(raw: Vec<Spanned<RawStream>>, mounts: &Mounts, text: &str) -> R
         let stream = stream.into_inner();
         let id_span = stream.id.span();
         let id = stream.id.into_inner();
-        let valid = !id.is_empty()
-            && id.len() <= MAX_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !valid {
-            return Err((id_span, format!("bad stream id '{id}': expected 1 to {MAX_ID_LEN} of a-z, 0-9, '_', '-'")));
-        }
+        check_id(&id).map_err(|e| (id_span.clone(), e))?;
         if let Some(first) = ids.get(&id) {
             return Err((id_span, format!("stream id '{id}' already used (line {first})")));
         }
@@ -341,10 +340,7 @@ fn check_streams(raw: Vec<Spanned<RawStream>>, mounts: &Mounts, text: &str) -> R
         let mut outputs = Vec::with_capacity(stream.outputs.len());
         for (n, output) in stream.outputs.iter().enumerate() {
             let located = |e: String| (output.span(), format!("stream '{id}' output {}: {e}", n + 1));
-            if output.get_ref().len() > MAX_URL_LEN {
-                return Err(located(format!("longer than {MAX_URL_LEN} bytes")));
-            }
-            let spec = parse_output(output.get_ref()).map_err(|e| located(e.to_string()))?;
+            let spec = check_output(output.get_ref()).map_err(located)?;
             if spec == OutputSpec::Stdout {
                 if let Some(other) = &stdout {
                     return Err(located(format!("stdout ('-') is already the output of stream '{other}'")));
@@ -357,7 +353,9 @@ fn check_streams(raw: Vec<Spanned<RawStream>>, mounts: &Mounts, text: &str) -> R
         let failback_after =
             seconds(stream.failback_after, "failback_after", FAILBACK_AFTER_RANGE, DEFAULT_FAILBACK_AFTER)?;
         ids.insert(id.clone(), line_of(text.as_bytes(), id_span.start));
-        streams.push(StreamConfig { id, inputs, outputs, input_timeout, failback_after });
+        let input_urls = raw_inputs.into_iter().map(|u| shown(&u.into_inner())).collect();
+        let output_urls = stream.outputs.into_iter().map(|u| shown(&u.into_inner())).collect();
+        streams.push(StreamConfig { id, inputs, input_urls, outputs, output_urls, input_timeout, failback_after });
     }
     Ok(streams)
 }
@@ -393,11 +391,79 @@ fn check_input(text: &str, mounts: &Mounts) -> Result<InputSpec, String> {
 /// A duration in seconds from the config, in `range`, or `default`.
 fn seconds(value: Option<Spanned<f64>>, key: &str, range: (f64, f64), default: Duration) -> Result<Duration, Located> {
     let Some(value) = value else { return Ok(default) };
-    let secs = *value.get_ref();
+    seconds_in(*value.get_ref(), key, range).map_err(|e| (value.span(), e))
+}
+
+/// `secs` as a duration if it is in `range`.
+fn seconds_in(secs: f64, key: &str, range: (f64, f64)) -> Result<Duration, String> {
     if !(range.0..=range.1).contains(&secs) {
-        return Err((value.span(), format!("{key} = {secs}: expected {} to {} seconds", range.0, range.1)));
+        return Err(format!("{key} = {secs}: expected {} to {} seconds", range.0, range.1));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A stream id: `[a-z0-9_-]{1,64}`.
+pub fn check_id(id: &str) -> Result<(), String> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("bad stream id '{}': expected 1 to {MAX_ID_LEN} of a-z, 0-9, '_', '-'", shown(id)))
+    }
+}
+
+fn check_output(text: &str) -> Result<OutputSpec, String> {
+    if text.len() > MAX_URL_LEN {
+        return Err(format!("longer than {MAX_URL_LEN} bytes"));
+    }
+    parse_output(text).map_err(|e| e.to_string())
+}
+
+/// One stream defined at run time (the API), checked as strictly as one
+/// from the file. Stdout is refused: it belongs to the process, not to a
+/// stream the API may create.
+pub fn check_stream(
+    id: &str,
+    inputs: &[String],
+    outputs: &[String],
+    input_timeout: Option<f64>,
+    failback_after: Option<f64>,
+    mounts: &Mounts,
+) -> Result<StreamConfig, String> {
+    check_id(id)?;
+    let inputs_text = inputs;
+    if inputs.is_empty() {
+        return Err(format!("stream '{id}' has no inputs"));
+    }
+    if inputs.len() > MAX_INPUTS {
+        return Err(format!("stream '{id}' has more than {MAX_INPUTS} inputs"));
+    }
+    if outputs.len() > MAX_OUTPUTS {
+        return Err(format!("stream '{id}' has more than {MAX_OUTPUTS} outputs"));
+    }
+    let inputs = (inputs.iter().enumerate())
+        .map(|(n, u)| check_input(u, mounts).map_err(|e| format!("stream '{id}' input {}: {e}", n + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut checked = Vec::with_capacity(outputs.len());
+    for (n, text) in outputs.iter().enumerate() {
+        let spec = check_output(text).map_err(|e| format!("stream '{id}' output {}: {e}", n + 1))?;
+        if spec == OutputSpec::Stdout {
+            return Err(format!("stream '{id}' output {}: stdout ('-') is only for the config file", n + 1));
+        }
+        checked.push(spec);
+    }
+    let timeout = |v: Option<f64>, key, range, default| v.map_or(Ok(default), |s| seconds_in(s, key, range));
+    Ok(StreamConfig {
+        id: id.to_owned(),
+        inputs,
+        input_urls: inputs_text.iter().map(|u| shown(u)).collect(),
+        outputs: checked,
+        output_urls: outputs.iter().map(|u| shown(u)).collect(),
+        input_timeout: timeout(input_timeout, "input_timeout", INPUT_TIMEOUT_RANGE, DEFAULT_INPUT_TIMEOUT)?,
+        failback_after: timeout(failback_after, "failback_after", FAILBACK_AFTER_RANGE, DEFAULT_FAILBACK_AFTER)?,
+    })
 }
 
 /// 1-based line of byte `offset` in `bytes`.

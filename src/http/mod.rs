@@ -6,11 +6,10 @@
 
 mod ts_body;
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -23,11 +22,26 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::hub::{Hub, Start};
+use crate::hub::Start;
+use crate::node::api::NodeControl;
 use ts_body::TsBody;
 
-/// Streams the HTTP side can serve, by id.
-pub type StreamTable = BTreeMap<String, Hub<Bytes>>;
+/// How the HTTP side runs.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// With a token, mutating calls need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// The listener is on a loopback address.
+    pub loopback_only: bool,
+    /// Largest request body taken, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { token: None, loopback_only: true, max_body: 64 << 10 }
+    }
+}
 
 /// A response body: a short fixed one, or a live transport stream.
 pub enum ServeBody {
@@ -64,7 +78,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<ServeBody> {
 }
 
 /// Answers one request.
-pub fn route(streams: &StreamTable, request: &Request<Incoming>) -> Response<ServeBody> {
+pub fn route<N: NodeControl>(node: &N, request: &Request<Incoming>) -> Response<ServeBody> {
     let path = request.uri().path();
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET here\n");
@@ -77,7 +91,7 @@ pub fn route(streams: &StreamTable, request: &Request<Incoming>) -> Response<Ser
     let Some(id) = path.strip_prefix("/streams/").and_then(|rest| rest.strip_suffix(".ts")) else {
         return text(StatusCode::NOT_FOUND, "not found (streams are at /streams/<id>.ts)\n");
     };
-    let Some(hub) = streams.get(id) else {
+    let Some(hub) = node.hub(id) else {
         return text(StatusCode::NOT_FOUND, "no such stream\n");
     };
     let mut response = Response::new(ServeBody::Ts(Box::new(TsBody::new(hub.subscribe(Start::Live)))));
@@ -88,7 +102,12 @@ pub fn route(streams: &StreamTable, request: &Request<Incoming>) -> Response<Ser
 
 /// Serves `streams` on `listener` until `stop` turns true. Run it on a
 /// tokio runtime with I/O (one connection task each).
-pub async fn serve(listener: TcpListener, streams: Arc<StreamTable>, mut stop: watch::Receiver<bool>) {
+pub async fn serve<N: NodeControl>(
+    listener: TcpListener,
+    node: Rc<N>,
+    _options: HttpOptions,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (socket, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -103,12 +122,21 @@ pub async fn serve(listener: TcpListener, streams: Arc<StreamTable>, mut stop: w
             _ = stop.changed() => return,
         };
         let _ = socket.set_nodelay(true);
-        let streams = Arc::clone(&streams);
+        let node = Rc::clone(&node);
         let mut conn_stop = stop.clone();
         tokio::task::spawn_local(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = route(&streams, &request);
-                async move { Ok::<_, Infallible>(response) }
+                let node = Rc::clone(&node);
+                async move {
+                    if let Some(id) = request.uri().path().strip_prefix("/api/v1/streams/") {
+                        let body = match node.detail(id).await {
+                            Ok(d) => serde_json::to_vec(&d).unwrap_or_default(),
+                            Err(e) => e.to_string().into_bytes(),
+                        };
+                        return Ok::<_, Infallible>(Response::new(ServeBody::Full(Some(Bytes::from(body)))));
+                    }
+                    Ok::<_, Infallible>(route(node.as_ref(), &request))
+                }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(socket), service);
             tokio::pin!(conn);

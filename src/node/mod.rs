@@ -5,5 +5,10 @@
 //! [`api`] is what the HTTP side sees of it.
 
 pub mod api;
+// Runs on the shards; out of the loom build with them.
+#[cfg(not(loom))]
+pub mod registry;
 pub mod splice;
+#[cfg(not(loom))]
+pub mod stream;
 pub mod supervisor;

@@ -120,12 +120,24 @@ impl Shards {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let (index, shard) = self
-            .shards
-            .iter()
-            .enumerate()
+        let index = (self.shards.iter().enumerate())
             .min_by_key(|(_, s)| s.load.load(Ordering::Relaxed))
+            .map(|(index, _)| index)
             .ok_or(ShardError::NoShards)?;
+        self.spawn_on(index, make)
+    }
+
+    /// Runs the future built by `make` on shard `index` (modulo the shard
+    /// count), like [`Shards::spawn`]; for work that must share a shard
+    /// (a stream's tasks share its state without locks).
+    pub fn spawn_on<T, F, Fut>(&self, index: usize, make: F) -> Result<oneshot::Receiver<T>, ShardError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let index = index % self.shards.len().max(1);
+        let shard = self.shards.get(index).ok_or(ShardError::NoShards)?;
         let (done_tx, done_rx) = oneshot::channel();
         let load = Arc::clone(&shard.load);
         load.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,200 @@
+//! The running node: its shards and its streams by id, and the control
+//! operations the API drives ([`NodeControl`]).
+//!
+//! The stream table is behind an async mutex: control calls are rare and
+//! may wait for a stream task to answer, and holding the table across that
+//! wait keeps a create and a delete of the same id from interleaving. The
+//! data path never touches it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+
+use crate::config::{MAX_STREAMS, Mounts, StreamConfig, check_stream};
+use crate::hub::Hub;
+use crate::node::api::{
+    NodeControl, NodeError, Replaced, ShardStatus, StreamDef, StreamDetail, StreamState, StreamSummary,
+};
+use crate::node::stream::{HttpCounters, StreamHandle, outputs_only, pick_shard};
+use crate::shard::Shards;
+
+/// The node.
+pub struct Node {
+    shards: Shards,
+    mounts: Mounts,
+    streams: Mutex<BTreeMap<String, StreamHandle>>,
+    /// Each stream's hub for HTTP-TS clients, kept apart so that a client
+    /// never waits behind a control call holding `streams`.
+    taps: std::sync::Mutex<BTreeMap<String, (Hub<Bytes>, HttpCounters)>>,
+}
+
+impl Node {
+    /// A node with no streams yet on `shards`; API-created file inputs
+    /// resolve under `mounts`.
+    pub fn new(shards: Shards, mounts: Mounts) -> Node {
+        Node { shards, mounts, streams: Mutex::new(BTreeMap::new()), taps: std::sync::Mutex::default() }
+    }
+
+    /// Starts a checked stream (from the config file, or the demo).
+    pub async fn add(&self, config: StreamConfig) -> Result<(), NodeError> {
+        let mut streams = self.streams.lock().await;
+        if streams.contains_key(&config.id) {
+            return Err(NodeError::Exists(config.id));
+        }
+        if streams.len() >= MAX_STREAMS {
+            return Err(NodeError::Limit(format!("the node runs {MAX_STREAMS} streams already")));
+        }
+        let shard = pick_shard(&self.counts(&streams));
+        let id = config.id.clone();
+        let handle = StreamHandle::start(&self.shards, shard, config).await?;
+        self.set_tap(&id, Some(&handle));
+        streams.insert(id, handle);
+        Ok(())
+    }
+
+    /// Stops every stream, then the shards.
+    pub async fn stop_all(&self) {
+        let streams = std::mem::take(&mut *self.streams.lock().await);
+        for (id, handle) in streams {
+            self.set_tap(&id, None);
+            handle.stop().await;
+        }
+    }
+
+    /// Ends the shards (after [`Node::stop_all`]).
+    pub fn shutdown(self) {
+        self.shards.shutdown();
+    }
+
+    fn counts(&self, streams: &BTreeMap<String, StreamHandle>) -> Vec<usize> {
+        let mut counts = vec![0; self.shards.len()];
+        for handle in streams.values() {
+            if let Some(n) = counts.get_mut(handle.shard) {
+                *n += 1;
+            }
+        }
+        counts
+    }
+
+    fn check(&self, id: &str, def: &StreamDef) -> Result<StreamConfig, NodeError> {
+        check_stream(id, &def.inputs, &def.outputs, def.input_timeout, def.failback_after, &self.mounts)
+            .map_err(NodeError::Invalid)
+    }
+
+    /// The stream's hub and its HTTP-TS counters.
+    pub fn tap(&self, id: &str) -> Option<(Hub<Bytes>, HttpCounters)> {
+        self.taps.lock().ok().and_then(|taps| taps.get(id).cloned())
+    }
+
+    fn set_tap(&self, id: &str, handle: Option<&StreamHandle>) {
+        // A poisoned lock only means a panic elsewhere; the map is whole.
+        let mut taps = self.taps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match handle {
+            Some(handle) => taps.insert(id.to_owned(), handle.tap()),
+            None => taps.remove(id),
+        };
+    }
+}
+
+impl NodeControl for Arc<Node> {
+    async fn list(&self) -> Vec<StreamSummary> {
+        let streams = self.streams.lock().await;
+        let mut out = Vec::with_capacity(streams.len());
+        for (id, handle) in streams.iter() {
+            out.push(handle.summary().await.unwrap_or_else(|_| StreamSummary {
+                id: id.clone(),
+                state: StreamState::Finished,
+                active_input: None,
+                active_url: None,
+                bitrate_bps: 0.0,
+            }));
+        }
+        out
+    }
+
+    async fn detail(&self, id: &str) -> Result<StreamDetail, NodeError> {
+        let streams = self.streams.lock().await;
+        let handle = streams.get(id).ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
+        handle.detail().await
+    }
+
+    async fn snapshot(&self) -> (Vec<StreamDetail>, Vec<ShardStatus>) {
+        let streams = self.streams.lock().await;
+        let mut details = Vec::with_capacity(streams.len());
+        let counts = self.counts(&streams);
+        for handle in streams.values() {
+            if let Ok(detail) = handle.detail().await {
+                details.push(detail);
+            }
+        }
+        let backend = self.shards.backend().name();
+        let shards = (counts.iter().enumerate())
+            .map(|(index, &n)| ShardStatus {
+                index,
+                backend,
+                streams: n as u64,
+                pool_in_use: 0,
+                pool_fallbacks_total: 0,
+                pool_drops_total: 0,
+            })
+            .collect();
+        (details, shards)
+    }
+
+    async fn create(&self, def: StreamDef) -> Result<StreamDetail, NodeError> {
+        let id = def.id.clone().ok_or_else(|| NodeError::Invalid("the stream needs an \"id\"".into()))?;
+        let config = self.check(&id, &def)?;
+        self.add(config).await?;
+        self.detail(&id).await
+    }
+
+    async fn replace(&self, id: &str, def: StreamDef) -> Result<Replaced, NodeError> {
+        if let Some(body_id) = &def.id
+            && body_id != id
+        {
+            return Err(NodeError::Invalid(format!("the body's id '{body_id}' is not the path's '{id}'")));
+        }
+        let config = self.check(id, &def)?;
+        let mut streams = self.streams.lock().await;
+        let Some(old) = streams.get_mut(id) else {
+            drop(streams);
+            self.add(config).await?;
+            return Ok(Replaced::Created);
+        };
+        if old.config == config {
+            return Ok(Replaced::Unchanged);
+        }
+        if outputs_only(&old.config, &config) {
+            old.replace_outputs(config).await?;
+            return Ok(Replaced::Outputs);
+        }
+        let shard = old.shard;
+        if let Some(old) = streams.remove(id) {
+            self.set_tap(id, None);
+            old.stop().await;
+        }
+        let handle = StreamHandle::start(&self.shards, shard, config).await?;
+        self.set_tap(id, Some(&handle));
+        streams.insert(id.to_owned(), handle);
+        Ok(Replaced::Stream)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), NodeError> {
+        let handle = self.streams.lock().await.remove(id).ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
+        self.set_tap(id, None);
+        handle.stop().await;
+        Ok(())
+    }
+
+    async fn switch(&self, id: &str, input: usize) -> Result<(), NodeError> {
+        let streams = self.streams.lock().await;
+        let handle = streams.get(id).ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
+        handle.switch(input).await
+    }
+
+    fn hub(&self, id: &str) -> Option<Hub<Bytes>> {
+        self.tap(id).map(|(hub, _)| hub)
+    }
+}

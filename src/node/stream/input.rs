@@ -1,0 +1,168 @@
+//! One input of a stream, as a task on the stream's shard: it opens the
+//! input, reports the open to the supervisor, hands its data to the stream
+//! ([`Core::take_data`]) and reports a failure or the end of data. It does
+//! not retry: the supervisor decides when to open it again (backoff, make
+//! before break). A task asked to stop ends without reporting anything.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::clock::SystemClock;
+use crate::input::chunks::FileChunks;
+use crate::input::file::MappedFile;
+use crate::input::playout::Playout;
+use crate::input::playout::drive::{ChunkSink, DriveOptions, drive};
+use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
+use crate::input::udp::UdpInput;
+use crate::node::supervisor::{Action, Event};
+use crate::ts::filter::FilterSpec;
+use crate::url::{InputSpec, Pace};
+
+use super::core::{Core, carry_out, dispatch};
+
+/// Packets per chunk cut from a mapped file.
+const FILE_CHUNK_PACKETS: usize = 7 * 16;
+
+/// The `program=`/`pids=` options of an input.
+pub fn filter_of(spec: &InputSpec) -> FilterSpec {
+    match spec {
+        InputSpec::Udp(u) => u.filter.clone(),
+        InputSpec::File { filter, .. } => filter.clone(),
+    }
+}
+
+/// Hands an input's batches to the stream.
+struct InputSink {
+    core: Rc<RefCell<Core>>,
+    index: usize,
+    generation: u64,
+    actions: Vec<Action>,
+}
+
+impl ChunkSink for InputSink {
+    fn publish_batch(&mut self, batch: &mut Vec<Bytes>) {
+        {
+            let mut core = self.core.borrow_mut();
+            if !core.is_current(self.index, self.generation) {
+                batch.clear();
+                return;
+            }
+            core.take_data(self.index, batch, &mut self.actions);
+        }
+        if !self.actions.is_empty() {
+            carry_out(&self.core, &self.actions);
+            self.actions.clear();
+        }
+    }
+}
+
+impl InputSink {
+    /// Reports `event` unless this task was closed meanwhile.
+    fn report(&self, event: Event, error: Option<String>) {
+        if !self.core.borrow().is_current(self.index, self.generation) {
+            return;
+        }
+        if let Some(error) = error {
+            self.core.borrow_mut().note_error(self.index, error);
+        }
+        dispatch(&self.core, event);
+    }
+}
+
+/// Runs input `index` until it fails, ends or `stop` turns true.
+pub async fn run(
+    core: Rc<RefCell<Core>>,
+    index: usize,
+    generation: u64,
+    spec: InputSpec,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sink = InputSink { core, index, generation, actions: Vec::new() };
+    let outcome = tokio::select! {
+        outcome = read(&mut sink, spec) => outcome,
+        _ = stop.changed() => return,
+    };
+    let input = index;
+    match outcome {
+        Outcome::OpenFailed(e) => sink.report(Event::OpenFailed { input, permanent: false }, Some(e)),
+        Outcome::Failed(e) => sink.report(Event::Failed { input, permanent: false }, Some(e)),
+        Outcome::Ended => sink.report(Event::Ended { input }, None),
+    }
+}
+
+enum Outcome {
+    OpenFailed(String),
+    Failed(String),
+    Ended,
+}
+
+async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
+    match spec {
+        InputSpec::Udp(spec) => {
+            let backend = sink.core.borrow().backend;
+            let mut input = match UdpInput::open(&spec, backend) {
+                Ok(input) => input,
+                Err(e) => return Outcome::OpenFailed(e.to_string()),
+            };
+            sink.report(Event::Opened { input: sink.index }, None);
+            let mut chunks = Vec::new();
+            let mut counted = (0, 0);
+            loop {
+                chunks.clear();
+                let read = input.read_batch(&mut chunks).await;
+                let stats = input.stats();
+                let now = (stats.recv.kernel_drops, stats.datagrams.rtp_seq_gaps);
+                if now != counted {
+                    sink.core.borrow_mut().add_udp(sink.index, now.0 - counted.0, now.1 - counted.1);
+                    counted = now;
+                }
+                if let Err(e) = read {
+                    return Outcome::Failed(e.to_string());
+                }
+                sink.publish_batch(&mut chunks);
+                // A backlog returns batch after batch without waiting: let
+                // the shard's other streams and outputs run in between.
+                tokio::task::yield_now().await;
+            }
+        }
+        InputSpec::File { path, looping, pace, read, .. } => {
+            let backend = sink.core.borrow().backend;
+            let method = match resolve(&path, read) {
+                Ok(method) => method,
+                Err(e) => return Outcome::OpenFailed(e.to_string()),
+            };
+            if method == FileMethod::Read {
+                let mut reader = match ReadChunks::open(&path, backend, ReadOptions::default()) {
+                    Ok(reader) => reader,
+                    Err(e) => return Outcome::OpenFailed(e.to_string()),
+                };
+                sink.report(Event::Opened { input: sink.index }, None);
+                let mut chunks = Vec::new();
+                loop {
+                    match reader.next_chunk().await {
+                        Ok(Some(chunk)) => chunks.push(chunk),
+                        Ok(None) => return Outcome::Ended,
+                        Err(e) => return Outcome::Failed(e.to_string()),
+                    }
+                    sink.publish_batch(&mut chunks);
+                    tokio::task::yield_now().await;
+                }
+            }
+            let file = match MappedFile::open(&path) {
+                Ok(file) => file,
+                Err(e) => return Outcome::OpenFailed(e.to_string()),
+            };
+            sink.report(Event::Opened { input: sink.index }, None);
+            let looping = looping.unwrap_or(false);
+            let playout =
+                Playout::new(FileChunks::new(file, looping, FILE_CHUNK_PACKETS), looping, pace.unwrap_or(Pace::Pcr));
+            match drive(playout, sink, SystemClock, DriveOptions::default()).await {
+                Ok(_) => Outcome::Ended,
+                Err(e) => Outcome::Failed(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+}

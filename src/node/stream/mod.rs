@@ -1,0 +1,332 @@
+//! One running stream: its task on a shard, its inputs (opened and closed
+//! as its supervisor says), its hub and its outputs.
+//!
+//! Everything of a stream runs on one shard: the stream task (supervisor
+//! timers, API commands), one task per open input, one task for its UDP
+//! outputs. File and stdout outputs write on threads of their own. The
+//! [`StreamHandle`] is what the node keeps: commands go to the stream task
+//! through a channel, and its status comes back as a snapshot on request,
+//! so nothing on the data path is shared with the API.
+
+mod core;
+mod input;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::StreamConfig;
+use crate::hub::{Hub, Start};
+use crate::node::api::{NodeError, StreamDetail, StreamSummary};
+use crate::node::supervisor::Event;
+use crate::output::spec::OutputSpec;
+use crate::output::udp::{self, LiveCounters, UdpOutput};
+use crate::output::writer::{self, Target};
+use crate::shard::Shards;
+use crate::url::InputSpec;
+use core::{Core, dispatch};
+
+/// Hub items kept for a stream with a UDP input first: each can hold a
+/// pool buffer, and the pool must keep buffers for receiving.
+const UDP_HUB_CAPACITY: usize = 256;
+/// Hub items kept for a stream fed from files.
+const FILE_HUB_CAPACITY: usize = 1024;
+/// How often the monitor is told the time when no data comes.
+const MONITOR_TICK: Duration = Duration::from_secs(1);
+
+/// A request to a stream task.
+enum Command {
+    /// Everything about the stream.
+    Detail(oneshot::Sender<StreamDetail>),
+    /// The one-line view.
+    Summary(oneshot::Sender<StreamSummary>),
+    /// Switch to an input and pin it.
+    Switch(usize, oneshot::Sender<Result<(), NodeError>>),
+    /// Replace the UDP outputs (the inputs keep running).
+    Outputs(StreamConfig, oneshot::Sender<Result<(), String>>),
+}
+
+/// The node's handle on a running stream. Dropping it stops the stream.
+pub struct StreamHandle {
+    /// The definition it runs.
+    pub config: StreamConfig,
+    /// The shard it runs on.
+    pub shard: usize,
+    commands: mpsc::UnboundedSender<Command>,
+    hub: Hub<Bytes>,
+    http: HttpCounters,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+/// What HTTP-TS clients of a stream count together.
+#[derive(Clone, Default)]
+pub struct HttpCounters {
+    /// Bytes sent and hub items missed, over every client.
+    pub live: Arc<LiveCounters>,
+    /// Clients connected now.
+    pub clients: Arc<AtomicU64>,
+}
+
+impl StreamHandle {
+    /// Starts `config` on shard `shard`; returns once its outputs are open
+    /// (an output that cannot open fails the start).
+    pub async fn start(shards: &Shards, shard: usize, config: StreamConfig) -> Result<StreamHandle, NodeError> {
+        let capacity = match config.inputs.first() {
+            Some(InputSpec::Udp(_)) => UDP_HUB_CAPACITY,
+            _ => FILE_HUB_CAPACITY,
+        };
+        let (publisher, hub) = crate::hub::Hub::new(capacity).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let http = HttpCounters::default();
+        let task_config = config.clone();
+        let task_http = http.clone();
+        let backend = shards.backend();
+        let done = shards
+            .spawn_on(shard, move || async move {
+                let core = Core::new(task_config, backend, publisher, SystemClock.now());
+                run(core, task_http, command_rx, ready_tx).await;
+            })
+            .map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        let handle = StreamHandle { config, shard, commands, hub, http, done: Some(done) };
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(e)) => Err(NodeError::Invalid(e)),
+            Err(_) => Err(NodeError::Unavailable("the stream's shard stopped".into())),
+        }
+    }
+
+    /// The stream's hub and the counters its HTTP-TS clients share.
+    pub fn tap(&self) -> (Hub<Bytes>, HttpCounters) {
+        (self.hub.clone(), self.http.clone())
+    }
+
+    /// The stream in detail.
+    pub async fn detail(&self) -> Result<StreamDetail, NodeError> {
+        self.ask(Command::Detail).await
+    }
+
+    /// The one-line view.
+    pub async fn summary(&self) -> Result<StreamSummary, NodeError> {
+        self.ask(Command::Summary).await
+    }
+
+    /// Switches to input `input` and pins it.
+    pub async fn switch(&self, input: usize) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Switch(input, tx)).await?
+    }
+
+    /// Replaces the outputs with those of `config`, keeping the inputs.
+    pub async fn replace_outputs(&mut self, config: StreamConfig) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Outputs(config.clone(), tx)).await?.map_err(NodeError::Invalid)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Stops the stream and waits until its task has ended.
+    pub async fn stop(mut self) {
+        let done = self.done.take();
+        drop(self);
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || NodeError::Unavailable(format!("stream '{}' is not running", self.config.id));
+        self.commands.send(make(tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+/// Whether replacing `old` by `new` can keep the inputs running: only
+/// outputs changed, and none of the old or new ones is a writer thread
+/// (those run until the hub closes).
+pub fn outputs_only(old: &StreamConfig, new: &StreamConfig) -> bool {
+    let udp_only = |c: &StreamConfig| c.outputs.iter().all(|o| matches!(o, OutputSpec::Udp(_)));
+    old.inputs == new.inputs
+        && old.input_urls == new.input_urls
+        && old.input_timeout == new.input_timeout
+        && old.failback_after == new.failback_after
+        && udp_only(old)
+        && udp_only(new)
+}
+
+/// The stream task: opens the outputs, starts the supervisor, then serves
+/// timers and commands until the handle is dropped.
+async fn run(
+    core: Core,
+    http: HttpCounters,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    ready: oneshot::Sender<Result<(), String>>,
+) {
+    let core = Rc::new(RefCell::new(core));
+    core.borrow_mut().http = Arc::clone(&http.live);
+    core.borrow_mut().http_clients = Arc::clone(&http.clients);
+    let config = core.borrow().config.clone();
+    let hub = core.borrow().hub();
+    let mut udp_stop = match start_outputs(&core, &config, &hub, Start::Oldest) {
+        Ok(stop) => stop,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    dispatch(&core, Event::Tick);
+    let wake = Rc::clone(&core.borrow().wake);
+    let mut monitor = tokio::time::interval(MONITOR_TICK);
+    monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let wait = {
+            let c = core.borrow();
+            c.next_deadline().map(|d| d.saturating_sub(c.now()))
+        };
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => serve_command(&core, command, &hub, &mut udp_stop),
+                None => break,
+            },
+            () = wake.notified() => {}
+            () = sleep_for(wait) => dispatch(&core, Event::Tick),
+            _ = monitor.tick() => {
+                let mut c = core.borrow_mut();
+                let now = c.now();
+                c.tick_monitor(now);
+            }
+        }
+    }
+    tracing::info!(stream = %config.id, "stream stopped");
+    // Stopped inputs drop their share of the core when they next run; the
+    // last one out drops the publisher, which closes the hub, and the
+    // outputs finish what they hold.
+    core.borrow_mut().close_all();
+    drop(udp_stop);
+}
+
+fn serve_command(
+    core: &Rc<RefCell<Core>>,
+    command: Command,
+    hub: &Hub<Bytes>,
+    udp_stop: &mut Option<watch::Sender<bool>>,
+) {
+    match command {
+        Command::Detail(reply) => {
+            let _ = reply.send(core.borrow().detail());
+        }
+        Command::Summary(reply) => {
+            let c = core.borrow();
+            let active = c.active();
+            let _ = reply.send(StreamSummary {
+                id: c.config.id.clone(),
+                state: c.state(),
+                active_input: active,
+                active_url: active.and_then(|i| c.config.input_urls.get(i).cloned()),
+                bitrate_bps: c.bitrate_bps(),
+            });
+        }
+        Command::Switch(input, reply) => {
+            let inputs = core.borrow().config.inputs.len();
+            if input >= inputs {
+                let _ = reply.send(Err(NodeError::Invalid(format!(
+                    "input {input} out of range: the stream has inputs 0 to {}",
+                    inputs.saturating_sub(1)
+                ))));
+                return;
+            }
+            dispatch(core, Event::ManualSwitch { input });
+            let _ = reply.send(Ok(()));
+        }
+        Command::Outputs(config, reply) => {
+            if let Some(stop) = udp_stop.take() {
+                let _ = stop.send(true);
+            }
+            core.borrow_mut().outputs.clear();
+            let started = start_outputs(core, &config, hub, Start::Live);
+            let result = started.map(|stop| {
+                *udp_stop = stop;
+                core.borrow_mut().config.outputs = config.outputs.clone();
+                core.borrow_mut().config.output_urls = config.output_urls.clone();
+            });
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Opens the outputs of `config` as readers of `hub`: the UDP ones in one
+/// task on this shard (stopped through the returned sender), the others on
+/// threads that end when the hub closes.
+fn start_outputs(
+    core: &Rc<RefCell<Core>>,
+    config: &StreamConfig,
+    hub: &Hub<Bytes>,
+    start: Start,
+) -> Result<Option<watch::Sender<bool>>, String> {
+    let mut udp_outputs = Vec::new();
+    let mut live = Vec::new();
+    for (spec, url) in config.outputs.iter().zip(&config.output_urls) {
+        match spec {
+            OutputSpec::Udp(u) => {
+                let out = UdpOutput::open(u, hub.subscribe(start)).map_err(|e| e.to_string())?;
+                live.push((url.clone(), out.live()));
+                udp_outputs.push(out);
+            }
+            OutputSpec::File(_) | OutputSpec::Stdout => {
+                let target = match spec {
+                    OutputSpec::File(f) => Target::File(f.clone()),
+                    _ => Target::Stdout,
+                };
+                let counters = Arc::new(LiveCounters::default());
+                live.push((url.clone(), Arc::clone(&counters)));
+                let reader = hub.subscribe(start);
+                let (stream, shown) = (config.id.clone(), url.clone());
+                std::thread::Builder::new()
+                    .name(format!("out-{}", config.id))
+                    .spawn(move || {
+                        if let Err(e) = writer::run(target, reader, counters, SystemClock) {
+                            tracing::error!(%stream, output = %shown, error = %e, "output failed");
+                        }
+                    })
+                    .map_err(|e| format!("cannot start a thread for output {url}: {e}"))?;
+            }
+        }
+    }
+    core.borrow_mut().outputs = live;
+    if udp_outputs.is_empty() {
+        return Ok(None);
+    }
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::task::spawn_local(async move {
+        tokio::select! {
+            _ = udp::run(udp_outputs, SystemClock) => {}
+            _ = stop_rx.changed() => {}
+        }
+    });
+    Ok(Some(stop_tx))
+}
+
+async fn sleep_for(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Places streams: the shard with the fewest.
+pub fn pick_shard(counts: &[usize]) -> usize {
+    counts.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i)
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        // Dropping `commands` ends the stream task's loop.
+        tracing::debug!(stream = %self.config.id, "stream handle dropped");
+    }
+}

@@ -1,0 +1,160 @@
+//! `uringest serve` failing over from a primary UDP source (ffmpeg) that
+//! stops to a looped backup file, then back once the primary has been
+//! healthy for `failback_after`, with the stream recorded over HTTP-TS
+//! throughout and judged by ffprobe and `uringest probe`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use uringest::clock::{Clock, SystemClock};
+
+/// The node on an ephemeral port with `config`; its address.
+pub fn start_node(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uringest"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect(&line);
+    (child, addr.parse().unwrap())
+}
+
+/// `GET path` as JSON.
+fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"))
+}
+
+/// Polls the stream until `want` holds of its detail, at most `limit`.
+fn wait_for(addr: SocketAddr, limit: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let clock = SystemClock;
+    let start = clock.now();
+    loop {
+        let detail = get_json(addr, "/api/v1/streams/tv");
+        if want(&detail) {
+            return detail;
+        }
+        assert!(clock.now().duration_since(start) < limit, "timed out waiting for {what}: {detail:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Records `GET /streams/tv.ts` until `stop`; the body.
+fn record(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        // HTTP/1.0: the body runs until the close, without chunking.
+        write!(s, "GET /streams/tv.ts HTTP/1.0\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let head = all.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP header") + 4;
+        all.split_off(head)
+    })
+}
+
+#[test]
+fn failover_to_the_backup_and_failback_keep_one_valid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::fixture("h264_aac.ts"), dir.path().join("backup.ts")).unwrap();
+    let port = common::free_port();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nshards = 1\n[node.mounts]\nmedia = \"{}\"\n\n[[stream]]\nid = \"tv\"\n\
+             inputs = [\"udp://127.0.0.1:{port}\", \"file://media/backup.ts?loop=true\"]\n\
+             input_timeout = 1.0\nfailback_after = 2.0\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+
+    let primary = common::Sender::start("mpegts", &format!("udp://127.0.0.1:{port}?pkt_size=1316"));
+    let (mut node, addr) = start_node(&config);
+    let on = |input: u64| move |d: &Value| d["active_input"] == input && d["state"] == "running";
+    wait_for(addr, Duration::from_secs(10), "the primary", on(0));
+    // Recording from here, it sees two switches: the failover and the
+    // failback.
+    let stop = Arc::new(AtomicBool::new(false));
+    let recording = record(addr, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_secs(2));
+    drop(primary);
+    wait_for(addr, Duration::from_secs(10), "failover to the backup", on(1));
+    std::thread::sleep(Duration::from_secs(2));
+    let _primary = common::Sender::start("mpegts", &format!("udp://127.0.0.1:{port}?pkt_size=1316"));
+    let detail = wait_for(addr, Duration::from_secs(15), "failback to the primary", on(0));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let ts = recording.join().unwrap();
+    std::process::Command::new("kill").arg(node.id().to_string()).status().unwrap();
+    let status = node.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // The switch history: start on the primary, its timeout, the failback.
+    let reasons: Vec<&str> =
+        detail["switches"].as_array().unwrap().iter().map(|s| s["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["start", "timeout", "failback"], "{detail:#}");
+    let inputs = detail["inputs"].as_array().unwrap();
+    assert!(inputs[0]["opens_total"].as_u64().unwrap() >= 1, "{detail:#}");
+    assert!(inputs[1]["bytes_total"].as_u64().unwrap() > 0, "{detail:#}");
+
+    // The recording: whole packets, starting with a PAT.
+    assert!(ts.len() > 100 * 188, "recorded only {} bytes", ts.len());
+    let ts = &ts[..ts.len() / 188 * 188];
+    assert_eq!(ts[0], 0x47);
+    assert_eq!((u16::from(ts[1] & 0x1F) << 8) | u16::from(ts[2]), 0, "the recording starts with a PAT");
+    let path = dir.path().join("recorded.ts");
+    std::fs::write(&path, ts).unwrap();
+    let says = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    eprintln!("ffmpeg says: {}", String::from_utf8_lossy(&says.stderr));
+
+    // ffprobe reads H.264 and AAC.
+    let probe = common::ffprobe(&path);
+    let codecs: Vec<&str> =
+        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap_or("?")).collect();
+    assert!(codecs.contains(&"h264") && codecs.contains(&"aac"), "{codecs:?}");
+
+    // No continuity errors, and one discontinuity per switch the recording
+    // saw (the failover and the failback) on the video and audio PIDs.
+    let report = common::probe_json(&path);
+    for pid in report["pids"].as_array().unwrap() {
+        let id = pid["pid"].as_u64().unwrap();
+        assert_eq!(pid["cc_errors"], 0, "PID {id:#x}: {pid}");
+        if id == 0x100 || id == 0x101 {
+            assert_eq!(pid["discontinuities"], 2, "PID {id:#x}: {pid}");
+        }
+    }
+}
