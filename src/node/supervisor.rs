@@ -45,7 +45,9 @@
 //! - the target of a pending manual switch.
 //!
 //! Every other input is closed. A non-active input that is open (or opening)
-//! and delivers no data for `input_timeout` is closed and backs off. A
+//! and delivers no data for `input_timeout` is closed and backs off,
+//! unless it is the only input in rotation (closing it would make room for
+//! nothing; reopening a socket nobody sends to only churns). A
 //! degraded active input that is still open stays open until a replacement
 //! delivers (multicast, for one, may simply resume); a reader whose
 //! transport hangs must report `Failed` itself.
@@ -246,6 +248,7 @@ impl Supervisor {
     /// When to send the next [`Event::Tick`]; always after the last `now`.
     pub fn next_deadline(&self) -> Option<Duration> {
         let now = self.now;
+        let alone = self.alone();
         let timeout = self.config.input_timeout;
         let needs = self.needs_replacement();
         let failback = !self.pinned && !needs;
@@ -261,7 +264,9 @@ impl Supervisor {
                     consider(s.last_data.unwrap_or(Duration::ZERO).max(self.active_since).saturating_add(timeout));
                 }
             } else if s.is_open() {
-                consider(s.silence_deadline(timeout));
+                if !alone {
+                    consider(s.silence_deadline(timeout));
+                }
                 if let (true, Some(a), Some(h)) = (failback, self.active, s.healthy_since) {
                     if i < a {
                         consider(h.saturating_add(self.config.failback_after));
@@ -456,9 +461,18 @@ impl Supervisor {
         }
     }
 
+    /// Whether at most one input is in rotation: then a silent one is
+    /// kept open, as closing it could not make room for another and
+    /// reopening a socket nobody sends to only churns (a node with many
+    /// idle streams would spend its time on it).
+    fn alone(&self) -> bool {
+        self.inputs.iter().filter(|s| s.in_rotation()).count() <= 1
+    }
+
     fn timeouts(&mut self, now: Duration, actions: &mut Vec<Action>) {
         let timeout = self.config.input_timeout;
         let max = self.config.backoff_max;
+        let alone = self.alone();
         for i in 0..self.inputs.len() {
             let s = &mut self.inputs[i];
             if Some(i) == self.active {
@@ -470,7 +484,7 @@ impl Supervisor {
                         s.failures_total += 1;
                     }
                 }
-            } else if s.is_open() && s.silence_deadline(timeout) <= now {
+            } else if s.is_open() && !alone && s.silence_deadline(timeout) <= now {
                 actions.push(Action::Close { input: i });
                 s.state = InputState::Backoff { until: now.saturating_add(s.step) };
                 s.step = s.step.saturating_mul(2).min(max);

@@ -566,3 +566,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_lone_silent_input_stays_open_instead_of_churning() {
+    let mut sim = Sim::new(1);
+    assert_eq!(sim.at(s(0), Tick), vec![Open { input: 0 }]);
+    assert!(sim.at(s(0), Opened { input: 0 }).is_empty());
+    // Nothing to fail over to: no deadline, no close, however long.
+    assert_eq!(sim.sup.next_deadline(), None);
+    assert!(sim.at(s(600), Tick).is_empty());
+    assert_eq!(sim.state(0), InputState::Open);
+    assert_eq!(sim.sup.health(0).unwrap().failures_total, 0);
+    // Data when it finally comes activates it.
+    assert_eq!(sim.at(s(601), Data { input: 0 }), vec![Activate { input: 0, reason: SwitchReason::Start }]);
+}
