@@ -24,8 +24,13 @@
 //! sink (that would take them off the scanner's fast path): their presence
 //! is read from the per-PID packet counts at most every 10 ms, so a PID's
 //! "last seen" time is late by up to that step plus one chunk.
+//!
+//! Tables repeat every 100 ms or so, unchanged: a PAT or PMT packet that
+//! holds whole sections and equals the previous packet of its PID (counter
+//! aside) is not parsed again while the tables stay as they are, since the
+//! parser would only find the same sections.
 
-use crate::ts::packet::{Pid, TsPacket};
+use crate::ts::packet::{PACKET_LEN, Pid, TsPacket};
 use crate::ts::psi::Psi;
 use crate::ts::scan::PayloadSink;
 use crate::ts::stats::PidTable;
@@ -84,6 +89,86 @@ struct TablesKey {
     pmts_known: usize,
 }
 
+impl TablesKey {
+    fn of(psi: &Psi) -> TablesKey {
+        TablesKey {
+            pat: psi.pat().map(|p| (p.transport_stream_id, p.version)),
+            pat_changes: psi.counters().pat_changes,
+            pmt_changes: psi.counters().pmt_changes,
+            pmts_known: psi.programs().filter(|p| p.2.is_some()).count(),
+        }
+    }
+}
+
+/// Table PIDs whose last packet may be skipped when it comes again.
+const REPEAT_PIDS: usize = 16;
+
+/// The last packet handed to the parser on each of a few table PIDs, when
+/// it held whole sections only.
+#[derive(Clone, Debug, Default)]
+struct Repeats {
+    last: Vec<(u16, [u8; PACKET_LEN])>,
+    /// Packets skipped, for tests.
+    #[cfg(test)]
+    skipped: u64,
+}
+
+impl Repeats {
+    /// Whether `pkt` repeats its PID's last packet, so parsing it again
+    /// changes nothing. Otherwise remembers it, when it can be skipped
+    /// next time.
+    fn is_repeat(&mut self, pkt: &TsPacket<'_>) -> bool {
+        let pid = pkt.pid().value();
+        let at = self.last.iter().position(|(p, _)| *p == pid);
+        let mut bytes = *pkt.bytes();
+        bytes[3] &= 0xF0;
+        if !holds_whole_sections(pkt) {
+            if let Some(i) = at {
+                self.last.swap_remove(i);
+            }
+            return false;
+        }
+        match at {
+            Some(i) if self.last[i].1 == bytes => {
+                #[cfg(test)]
+                {
+                    self.skipped += 1;
+                }
+                true
+            }
+            Some(i) => {
+                self.last[i].1 = bytes;
+                false
+            }
+            None => {
+                if self.last.len() < REPEAT_PIDS {
+                    self.last.push((pid, bytes));
+                }
+                false
+            }
+        }
+    }
+
+    /// The tables changed after a packet of `pid` was parsed: packets of
+    /// other PIDs may now mean something else, so none is a repeat.
+    fn forget_others(&mut self, pid: u16) {
+        self.last.retain(|(p, _)| *p == pid);
+    }
+}
+
+/// Whether a packet starts a section at its first payload byte, ends it
+/// within the packet and is stuffed after it: then parsing it leaves the
+/// section assembler in the same state whatever came before.
+fn holds_whole_sections(pkt: &TsPacket<'_>) -> bool {
+    let Some(payload) = pkt.payload() else { return false };
+    if !pkt.payload_unit_start() || payload.first() != Some(&0) {
+        return false;
+    }
+    let Some(&[_, hi, lo]) = payload.get(1..4) else { return false };
+    let end = 1 + 3 + (usize::from(hi & 0x0F) << 8 | usize::from(lo));
+    end <= payload.len() && payload.get(end).is_none_or(|&b| b == 0xFF)
+}
+
 /// State and counters of the table and PID checks.
 #[derive(Clone, Debug)]
 pub(super) struct Checks {
@@ -93,6 +178,7 @@ pub(super) struct Checks {
     /// Elementary PIDs of the current PMTs, ascending.
     streams: Vec<Watch>,
     key: TablesKey,
+    repeats: Repeats,
     /// Time of the last chunk that carried data.
     last_data_ns: u64,
     next_presence_ns: u64,
@@ -112,6 +198,7 @@ impl Checks {
             pmts: Vec::new(),
             streams: Vec::new(),
             key: TablesKey::default(),
+            repeats: Repeats::default(),
             last_data_ns: now_ns,
             next_presence_ns: now_ns,
             next_due_ns: pat.deadline(TABLE_LIMIT_NS),
@@ -167,22 +254,19 @@ impl Checks {
     /// A payload sink that checks PAT and PMT packets at `now_ns` and
     /// passes every wanted packet on to `psi`.
     pub(super) fn sink<'a>(&'a mut self, psi: &'a mut Psi, now_ns: u64) -> TableSink<'a> {
-        TableSink { checks: self, psi, now_ns, touched: false }
+        TableSink { checks: self, psi, now_ns }
     }
 
-    /// Rebuilds the watch lists after the tables in `psi` changed, keeping
-    /// the state of PIDs still listed; new ones start their clocks now.
-    pub(super) fn follow_tables(&mut self, psi: &Psi, table: &PidTable, now_ns: u64) {
-        let key = TablesKey {
-            pat: psi.pat().map(|p| (p.transport_stream_id, p.version)),
-            pat_changes: psi.counters().pat_changes,
-            pmt_changes: psi.counters().pmt_changes,
-            pmts_known: psi.programs().filter(|p| p.2.is_some()).count(),
-        };
+    /// After a packet of `pid` was parsed: if the tables in `psi` changed,
+    /// rebuilds the watch lists, keeping the state of PIDs still listed;
+    /// new ones start their clocks now.
+    fn follow_tables(&mut self, pid: u16, psi: &Psi, table: &PidTable, now_ns: u64) {
+        let key = TablesKey::of(psi);
         if key == self.key {
             return;
         }
         self.key = key;
+        self.repeats.forget_others(pid);
         let pmt_pids = psi.programs().map(|(_, pid, _)| pid.value());
         self.pmts = rebuild(&self.pmts, pmt_pids, now_ns, |_| 0);
         let es_pids = psi.programs().filter_map(|p| p.2).flat_map(|pmt| pmt.streams.iter().map(|es| es.pid.value()));
@@ -195,6 +279,12 @@ impl Checks {
     #[cfg(test)]
     pub(super) fn pmt_pids(&self) -> Vec<u16> {
         self.pmts.iter().map(|w| w.pid).collect()
+    }
+
+    /// Table packets not parsed again.
+    #[cfg(test)]
+    pub(super) fn repeats_skipped(&self) -> u64 {
+        self.repeats.skipped
     }
 
     /// Elementary PIDs watched, ascending.
@@ -234,8 +324,6 @@ pub(super) struct TableSink<'a> {
     checks: &'a mut Checks,
     psi: &'a mut Psi,
     now_ns: u64,
-    /// A PAT or PMT packet went to the parser: the tables may have changed.
-    pub(super) touched: bool,
 }
 
 impl PayloadSink for TableSink<'_> {
@@ -243,8 +331,8 @@ impl PayloadSink for TableSink<'_> {
         let pid = pkt.pid();
         let scrambled = pkt.bytes()[3] & 0xC0 != 0;
         let checks = &mut *self.checks;
+        let table_pid;
         if pid == Pid::PAT {
-            self.touched = true;
             if scrambled {
                 checks.pat_errors += 1;
             } else {
@@ -254,15 +342,24 @@ impl PayloadSink for TableSink<'_> {
                     Some(_) => checks.pat_errors += 1,
                 }
             }
+            table_pid = true;
         } else if let Ok(i) = checks.pmts.binary_search_by_key(&pid.value(), |w| w.pid) {
-            self.touched = true;
             if scrambled {
                 checks.pmt_errors += 1;
             } else if first_table_id(&pkt) == Some(0x02) {
                 checks.pmts[i].seen(self.now_ns);
             }
+            table_pid = true;
+        } else {
+            table_pid = false;
         }
-        self.psi.push(&pkt, table);
+        if !table_pid {
+            self.psi.push(&pkt, table);
+        } else if !checks.repeats.is_repeat(&pkt) {
+            self.psi.push(&pkt, table);
+            // At once, so the next packet is judged by the new tables.
+            checks.follow_tables(pid.value(), self.psi, table, self.now_ns);
+        }
     }
 }
 

@@ -191,10 +191,6 @@ impl StreamMonitor {
         checks.data_at(now_ns);
         let mut sink = checks.sink(psi, now_ns);
         aligner.feed(chunk, &mut |buf, run| scanner.scan(buf, run, &mut sink));
-        let touched = sink.touched;
-        if touched {
-            checks.follow_tables(psi, scanner.table(), now_ns);
-        }
     }
 
     /// Advances time without data (timeouts for missing tables and PIDs,

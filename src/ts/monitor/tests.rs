@@ -408,3 +408,91 @@ fn one_byte_chunks_match_one_buffer() {
     let bytes: Vec<&[u8]> = ts.chunks(1).collect();
     assert_eq!(run_at_once(&bytes), whole);
 }
+
+/// A synthetic stream of 20 PIDs: PAT and PMT every 50 packets, 17
+/// elementary PIDs (0x100..=0x110) and nulls; returns it and the index of
+/// the last PAT packet.
+fn twenty_pids() -> (Vec<u8>, usize) {
+    use crate::ts::packet::Pid;
+    use crate::ts::psi::{build_section, packetize, pat_body, pmt_body};
+    let mut cc = [0u8; 8192];
+    let es: Vec<u16> = (0x100..0x111).collect();
+    let pat = build_section(0, 1, 0, &pat_body(&[(1, PMT)]));
+    let streams: Vec<(u8, u16, &[u8])> = es.iter().map(|&pid| (0x1B, pid, &[][..])).collect();
+    let pmt = build_section(2, 1, 0, &pmt_body(0x100, &streams));
+    let mut out = Vec::new();
+    let mut last_pat = 0;
+    for i in 0..2000usize {
+        if i % 50 == 0 {
+            last_pat = out.len() / 188;
+            out.extend(packetize(&pat, Pid::PAT, &mut cc[0]).into_iter().flatten());
+            out.extend(packetize(&pmt, Pid::new(PMT), &mut cc[usize::from(PMT)]).into_iter().flatten());
+        }
+        let pid = if i % 18 == 17 { NULL } else { es[i % 18] };
+        let mut p = [0u8; 188];
+        p[..4].copy_from_slice(&[0x47, (pid >> 8) as u8, pid as u8, 0x10 | cc[usize::from(pid)]]);
+        cc[usize::from(pid)] = (cc[usize::from(pid)] + 1) & 0x0F;
+        out.extend_from_slice(&p);
+    }
+    (out, last_pat)
+}
+
+#[test]
+fn every_listed_pid_goes_missing_when_the_stream_stops() {
+    let (ts, last_pat) = twenty_pids();
+    let mut m = StreamMonitor::new();
+    feed(&mut m, &ts, 7, 1_000_000);
+    assert_eq!(m.counters().packets_total, (ts.len() / 188) as u64);
+    let checks = &m.live.as_ref().unwrap().checks;
+    assert_eq!(checks.pmt_pids(), vec![PMT]);
+    assert_eq!(checks.stream_pids(), (0x100..=0x110).collect::<Vec<u16>>());
+    m.tick(Duration::from_secs(10));
+    let c = m.counters();
+    assert_eq!(c.pid_errors_total, 17);
+    // The PAT and PMT come in the same chunk, at that chunk's time.
+    let pat_at = (last_pat / 7 * 7) as u64 * 1_000_000;
+    let expected = missing_errors(10_000_000_000 - pat_at, checks::TABLE_LIMIT_NS);
+    assert_eq!((c.pat_errors_total, c.pmt_errors_total), (expected, expected));
+    assert_eq!(pid_counts(&m).len(), 20);
+}
+
+#[test]
+fn repeated_tables_are_followed_through_changes() {
+    use crate::ts::packet::Pid;
+    use crate::ts::psi::{build_section, packetize, pat_body, pmt_body};
+    let (mut pat_cc, mut pmt_cc) = (0, 0);
+    let pat = build_section(0, 1, 0, &pat_body(&[(1, PMT)]));
+    let pmt = |version, pids: &[u16]| {
+        let streams: Vec<(u8, u16, &[u8])> = pids.iter().map(|&pid| (0x1B, pid, &[][..])).collect();
+        build_section(2, 1, version, &pmt_body(pids[0], &streams))
+    };
+    let (v0, v1) = (pmt(0, &[0x100, 0x101]), pmt(1, &[0x200]));
+    let mut m = StreamMonitor::new();
+    let push = |m: &mut StreamMonitor, section: &[u8], pid: u16, cc: &mut u8| {
+        for p in packetize(section, Pid::new(pid), cc) {
+            m.push(&p, Duration::ZERO);
+        }
+    };
+    // Five packets to gain sync, then PMTs before the PAT that names them,
+    // then identical ones, then a new version, repeated.
+    for _ in 0..5 {
+        push(&mut m, &v0, PMT, &mut pmt_cc);
+    }
+    push(&mut m, &pat, 0, &mut pat_cc);
+    for _ in 0..3 {
+        push(&mut m, &v0, PMT, &mut pmt_cc);
+        push(&mut m, &pat, 0, &mut pat_cc);
+    }
+    assert_eq!(m.live.as_ref().unwrap().checks.stream_pids(), vec![0x100, 0x101]);
+    for _ in 0..3 {
+        push(&mut m, &v1, PMT, &mut pmt_cc);
+        push(&mut m, &pat, 0, &mut pat_cc);
+    }
+    assert_eq!(m.live.as_ref().unwrap().checks.stream_pids(), vec![0x200]);
+    assert_eq!(m.counters().packets_total, 5 + 1 + 6 + 6);
+    // The PMTs before the PAT are not wanted yet. Parsed: the PAT, the
+    // first PMT and PAT after it, the first PMT of the new version and the
+    // PAT after that (the PMT's change made it a stranger). Skipped: the
+    // other 8.
+    assert_eq!(m.live.as_ref().unwrap().checks.repeats_skipped(), 8);
+}
