@@ -112,6 +112,9 @@ impl std::fmt::Debug for Live {
 struct Rates {
     /// Index of the current window (seconds since the stream began).
     window: u64,
+    /// Start of the next window, ns: compared on every chunk instead of
+    /// dividing.
+    next_window_ns: u64,
     bytes_now: u64,
     bytes_last: u64,
     /// Per entry of the PID table, in its order (first appearance).
@@ -130,14 +133,18 @@ impl Rates {
     /// Closes the windows that ended by `now_ns`.
     #[inline]
     fn advance(&mut self, now_ns: u64, table: &PidTable) {
-        let window = now_ns / WINDOW_NS;
-        if window > self.window {
-            self.roll(window, table);
+        if now_ns >= self.next_window_ns {
+            self.roll(now_ns, table);
         }
     }
 
     #[cold]
-    fn roll(&mut self, window: u64, table: &PidTable) {
+    fn roll(&mut self, now_ns: u64, table: &PidTable) {
+        let window = now_ns / WINDOW_NS;
+        if window <= self.window {
+            // Only at the end of time, where the next window saturates.
+            return;
+        }
         // The last whole window is the current one only if no window
         // without data came between.
         let adjacent = window == self.window + 1;
@@ -148,11 +155,12 @@ impl Rates {
                 self.pids.push(PidWindow::default());
             }
             if let Some(w) = self.pids.get_mut(i) {
-                w.last = if adjacent { e.packets - w.start } else { 0 };
+                w.last = if adjacent { e.packets.saturating_sub(w.start) } else { 0 };
                 w.start = e.packets;
             }
         }
         self.window = window;
+        self.next_window_ns = (window + 1).saturating_mul(WINDOW_NS);
     }
 }
 
@@ -262,7 +270,11 @@ impl Live {
             psi,
             aligner: Aligner::default(),
             checks: Checks::new(now_ns),
-            rates: Rates { window: now_ns / WINDOW_NS, ..Rates::default() },
+            rates: Rates {
+                window: now_ns / WINDOW_NS,
+                next_window_ns: (now_ns / WINDOW_NS + 1).saturating_mul(WINDOW_NS),
+                ..Rates::default()
+            },
         }
     }
 }
