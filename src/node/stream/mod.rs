@@ -2,9 +2,9 @@
 //! as its supervisor says), its hub and its outputs.
 //!
 //! Everything of a stream runs on one shard: the stream task (supervisor
-//! timers, API commands), one task per open input, one task for its UDP
-//! outputs. File and stdout outputs write on threads of their own. The
-//! [`StreamHandle`] is what the node keeps: commands go to the stream task
+//! timers, API commands) and one task per open input; its UDP outputs join
+//! the shard's output group (one task for every stream's outputs). File
+//! and stdout outputs write on threads of their own. The [`StreamHandle`] is what the node keeps: commands go to the stream task
 //! through a channel, and its status comes back as a snapshot on request,
 //! so nothing on the data path is shared with the API.
 
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::StreamConfig;
@@ -26,7 +26,7 @@ use crate::hub::{Hub, Start};
 use crate::node::api::{HttpCounters, NodeError, StreamDetail, StreamSummary};
 use crate::node::supervisor::Event;
 use crate::output::spec::OutputSpec;
-use crate::output::udp::{self, LiveCounters, UdpOutput};
+use crate::output::udp::{LiveCounters, UdpOutput, shard_outputs};
 use crate::output::writer::{self, Target};
 use crate::shard::Shards;
 use crate::url::InputSpec;
@@ -188,7 +188,7 @@ async fn run(
     core.borrow_mut().http_clients = Arc::clone(&http.clients);
     let config = core.borrow().config.clone();
     let hub = core.borrow().hub();
-    let mut udp_stop = match start_outputs(&core, &config, &hub, Start::Oldest) {
+    let mut udp_group = match start_outputs(&core, &config, &hub, Start::Oldest) {
         Ok(stop) => stop,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -207,7 +207,7 @@ async fn run(
         };
         tokio::select! {
             command = commands.recv() => match command {
-                Some(command) => serve_command(&core, command, &hub, &mut udp_stop),
+                Some(command) => serve_command(&core, command, &hub, &mut udp_group),
                 None => break,
             },
             () = wake.notified() => {}
@@ -224,15 +224,10 @@ async fn run(
     // last one out drops the publisher, which closes the hub, and the
     // outputs finish what they hold.
     core.borrow_mut().close_all();
-    drop(udp_stop);
+    drop(udp_group);
 }
 
-fn serve_command(
-    core: &Rc<RefCell<Core>>,
-    command: Command,
-    hub: &Hub<Bytes>,
-    udp_stop: &mut Option<watch::Sender<bool>>,
-) {
+fn serve_command(core: &Rc<RefCell<Core>>, command: Command, hub: &Hub<Bytes>, udp_group: &mut Option<UdpGroup>) {
     match command {
         Command::Detail(reply) => {
             let _ = reply.send(core.borrow().detail());
@@ -274,13 +269,12 @@ fn serve_command(
             let _ = reply.send(());
         }
         Command::Outputs(config, reply) => {
-            if let Some(stop) = udp_stop.take() {
-                let _ = stop.send(true);
-            }
+            // The old ones leave the shard's output group.
+            *udp_group = None;
             core.borrow_mut().outputs.clear();
             let started = start_outputs(core, &config, hub, Start::Live);
-            let result = started.map(|stop| {
-                *udp_stop = stop;
+            let result = started.map(|group| {
+                *udp_group = group;
                 core.borrow_mut().config.outputs = config.outputs.clone();
                 core.borrow_mut().config.output_urls = config.output_urls.clone();
             });
@@ -297,7 +291,7 @@ fn start_outputs(
     config: &StreamConfig,
     hub: &Hub<Bytes>,
     start: Start,
-) -> Result<Option<watch::Sender<bool>>, String> {
+) -> Result<Option<UdpGroup>, String> {
     let mut udp_outputs = Vec::new();
     let mut live = Vec::new();
     for (spec, url) in config.outputs.iter().zip(&config.output_urls) {
@@ -331,14 +325,17 @@ fn start_outputs(
     if udp_outputs.is_empty() {
         return Ok(None);
     }
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    tokio::task::spawn_local(async move {
-        tokio::select! {
-            _ = udp::run(udp_outputs, SystemClock) => {}
-            _ = stop_rx.changed() => {}
-        }
-    });
-    Ok(Some(stop_tx))
+    Ok(Some(UdpGroup(shard_outputs().add(udp_outputs))))
+}
+
+/// A stream's UDP outputs in its shard's output group; dropping it takes
+/// them out.
+struct UdpGroup(u64);
+
+impl Drop for UdpGroup {
+    fn drop(&mut self) {
+        shard_outputs().remove(self.0);
+    }
 }
 
 async fn sleep_for(wait: Option<Duration>) {

@@ -13,7 +13,10 @@
 //! skipped to reach a clean entry point, and datagrams the kernel refused
 //! are counted in [`UdpOutputReport`].
 
+mod group;
 mod sys;
+
+pub use group::{ShardOutputs, shard_outputs};
 
 use std::io;
 use std::os::fd::AsFd;
@@ -41,13 +44,18 @@ use sys::GatherSender;
 /// that rate. Ticks are kept on a fixed grid, so the time spent sending
 /// does not stretch them.
 pub const TICK: Duration = Duration::from_micros(80);
-/// The coarsest tick while data flows.
-const MAX_TICK: Duration = Duration::from_millis(2);
+/// The coarsest tick while data flows: a 4 Mbit/s stream sends its 8
+/// datagrams every 20 ms in one message. Finer ticks for slow streams
+/// cost a wake-up and a send per datagram, more than a plain per-datagram
+/// sender (multicat) spends; a node with a hundred such streams feels it.
+const MAX_TICK: Duration = Duration::from_millis(20);
 /// Datagrams a tick aims to carry: slower streams tick less often, since a
 /// wake-up costs far more than sending a few datagrams more at once.
 const DATAGRAMS_PER_TICK: f64 = 8.0;
-/// How often it wakes when nothing has arrived for [`IDLE_AFTER`].
-const IDLE_TICK: Duration = Duration::from_millis(2);
+/// How often it wakes when nothing has arrived for [`IDLE_AFTER`]: an
+/// idle output costs 50 wake-ups a second, and the first data after a
+/// pause waits at most this long.
+const IDLE_TICK: Duration = Duration::from_millis(20);
 const IDLE_AFTER: Duration = Duration::from_millis(100);
 /// Largest GSO message (IPv4's datagram limit).
 const MAX_MESSAGE: usize = 65_507;
@@ -332,48 +340,52 @@ impl UdpOutput {
 
 /// The tick that gives the fastest output about [`DATAGRAMS_PER_TICK`]
 /// datagrams a tick, within [`TICK`]..[`MAX_TICK`].
-fn flowing_tick(outputs: &[UdpOutput]) -> Duration {
+fn flowing_tick<'a>(outputs: impl Iterator<Item = &'a UdpOutput>) -> Duration {
     let finest = outputs
-        .iter()
         .filter_map(|o| o.pacer.rate().filter(|&r| r > 0.0).map(|r| DATAGRAMS_PER_TICK * o.pkt_size as f64 / r))
         .fold(MAX_TICK.as_secs_f64(), f64::min);
     Duration::from_secs_f64(finest).clamp(TICK, MAX_TICK)
 }
 
-/// Runs `outputs` until every one has sent all its hub had when the hub
-/// closed. Run it on a shard (it needs a tokio reactor for its timer).
-pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutputReport> {
-    let start: Instant = clock.now();
-    // Ticks of 100 us need the default 50 us timer slack out of the way;
-    // this is the shard's thread, whose other timers only gain by it.
-    crate::bench::sys::tighten_timer_slack();
-    let mut timer = PreciseTimer::new()
-        .map_err(|e| tracing::warn!("no timerfd ({e}): UDP outputs tick on the 1 ms runtime timer"))
-        .ok();
-    let mut next_tick = Duration::ZERO;
-    loop {
-        let now = clock.now() - start;
-        for output in outputs.iter_mut() {
-            output.take_arrivals(now);
-            output.send_due(now);
-        }
-        if outputs.iter().all(UdpOutput::finished) {
-            break;
-        }
-        let busy = outputs.iter().any(|o| o.last_arrival.is_some_and(|t| now.saturating_sub(t) < IDLE_AFTER));
-        let tick = if busy { flowing_tick(&outputs) } else { IDLE_TICK };
-        next_tick += tick;
-        let after = clock.now() - start;
-        if next_tick <= after {
+/// The tick for `outputs` at `now`: flowing while any got data lately,
+/// idle otherwise.
+fn tick_for<'a>(outputs: impl Iterator<Item = &'a UdpOutput> + Clone, now: Duration) -> Duration {
+    let busy = outputs.clone().any(|o| o.last_arrival.is_some_and(|t| now.saturating_sub(t) < IDLE_AFTER));
+    if busy { flowing_tick(outputs) } else { IDLE_TICK }
+}
+
+/// The tick grid of an output task: one timer for all its outputs.
+struct Ticker {
+    start: Instant,
+    timer: Option<PreciseTimer>,
+    next_tick: Duration,
+}
+
+impl Ticker {
+    fn new(start: Instant) -> Ticker {
+        // Ticks of 100 us need the default 50 us timer slack out of the way;
+        // this is the shard's thread, whose other timers only gain by it.
+        crate::bench::sys::tighten_timer_slack();
+        let timer = PreciseTimer::new()
+            .map_err(|e| tracing::warn!("no timerfd ({e}): UDP outputs tick on the 1 ms runtime timer"))
+            .ok();
+        Ticker { start, timer, next_tick: Duration::ZERO }
+    }
+
+    /// Waits for the next tick, `tick` after the last on a fixed grid.
+    async fn wait<C: Clock>(&mut self, tick: Duration, clock: &C) {
+        self.next_tick += tick;
+        let after = clock.now() - self.start;
+        if self.next_tick <= after {
             // The round took longer than a tick (many outputs on one
             // core): go again at once, after letting the shard's other
             // tasks run, rather than adding a whole tick of sleep.
-            next_tick = after;
+            self.next_tick = after;
             tokio::task::yield_now().await;
-            continue;
+            return;
         }
-        let wait = next_tick - after;
-        let slept = match timer.as_mut() {
+        let wait = self.next_tick - after;
+        let slept = match self.timer.as_mut() {
             Some(t) => t.sleep(wait).await,
             None => {
                 tokio::time::sleep(wait).await;
@@ -382,8 +394,31 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
         };
         if let Err(e) = slept {
             tracing::warn!("timerfd failed ({e}): UDP outputs tick on the 1 ms runtime timer");
-            timer = None;
+            self.timer = None;
         }
+    }
+}
+
+/// One round: every output takes what its hub has and sends what is due.
+fn round<'a>(outputs: impl Iterator<Item = &'a mut UdpOutput>, now: Duration) {
+    for output in outputs {
+        output.take_arrivals(now);
+        output.send_due(now);
+    }
+}
+
+/// Runs `outputs` until every one has sent all its hub had when the hub
+/// closed. Run it on a shard (it needs a tokio reactor for its timer).
+pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutputReport> {
+    let start: Instant = clock.now();
+    let mut ticker = Ticker::new(start);
+    loop {
+        let now = clock.now() - start;
+        round(outputs.iter_mut(), now);
+        if outputs.iter().all(UdpOutput::finished) {
+            break;
+        }
+        ticker.wait(tick_for(outputs.iter(), now), &clock).await;
     }
     outputs.iter().map(UdpOutput::report).collect()
 }
