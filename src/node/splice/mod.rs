@@ -46,17 +46,17 @@
 //!   [`KEY_WAIT_PES`] PES starts or [`KEY_WAIT_PACKETS`] packets of the PID
 //!   without a keyframe, it resumes at its next PES start anyway
 //!   (`key_wait_overflows`). The first input passes at once (outputs have
-//!   their own entry gate), and so does every PID after a hold-back that
-//!   ended without the tables.
+//!   their own entry gate); after a hold-back that ended without every
+//!   PMT, the streams of the missing ones resume like non-video PIDs.
 //!
 //! Not done: PCR/PTS continuity (the discontinuity flag tells players the
 //! time base changed).
 //!
 //! Packets that pass unchanged go out as slices of the input chunk; a
-//! packet that changes goes out as a copy. Null packets (0x1FFF) pass
-//! untouched. A chunk's bytes past its last whole packet, packets without
-//! the sync byte and packets with the reserved adaptation_field_control
-//! `00` are dropped and counted.
+//! packet that changes, or was held from an earlier chunk, goes out as a
+//! copy. Null packets (0x1FFF) pass untouched. A chunk's bytes past its
+//! last whole packet, packets without the sync byte and packets with the
+//! reserved adaptation_field_control `00` are dropped and counted.
 
 mod keywait;
 mod tables;
@@ -103,7 +103,7 @@ pub struct SpliceCounters {
     /// Hold-backs that ran past [`MAX_HOLD`] packets.
     pub hold_overflows: u64,
     /// Payload packets dropped before their PID's first payload_unit_start
-    /// after a switch.
+    /// after a switch (video PIDs count in `awaiting_key` instead).
     pub pes_tails: u64,
     /// Video packets dropped after a switch before their PID's first
     /// random access point.
