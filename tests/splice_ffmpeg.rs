@@ -1,6 +1,8 @@
 //! The `Splicer` on real ffmpeg clips: A (2 s) → switch → B (2 s, other
 //! PIDs, program and picture) → switch → A, judged by ffprobe, ffmpeg and
-//! `uringest probe` against the plain concatenation of the same files.
+//! `uringest probe` against the plain concatenation of the same files. Video
+//! resumes at a keyframe after each switch, so ffmpeg decodes the spliced
+//! stream without a single error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -80,6 +82,15 @@ fn mid_pes_join(ts: &[u8], video: u16, from: usize) -> usize {
         .expect("a mid-PES join point in the clip")
 }
 
+/// The first packet index at or after `from` that starts a `video` PES
+/// with random_access_indicator set (ffmpeg sets it on keyframes).
+fn next_keyframe(ts: &[u8], video: u16, from: usize) -> Option<usize> {
+    (from..ts.len() / 188).find(|&n| {
+        let p = &ts[n * 188..(n + 1) * 188];
+        pid_at(ts, n) == video && p[1] & 0x40 != 0 && p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x40 != 0
+    })
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -97,11 +108,16 @@ fn spliced_clips_decode_with_one_discontinuity_per_switch() {
         &["-mpegts_start_pid", "0x200", "-mpegts_pmt_start_pid", "0x1100", "-mpegts_service_id", "7"],
     );
 
-    // B and the second A join mid-PES, as a failover would. (ffmpeg writes
-    // its tables between whole PES packets, so no PES tail follows them
-    // here: the unit tests cover tails.)
+    // B and the second A join mid-PES and mid-GOP, as a failover would,
+    // with a keyframe (one a second) still to come. (ffmpeg writes its
+    // tables between whole PES packets, so no PES tail follows them here:
+    // the unit tests cover tails.)
     let b_from = mid_pes_join(&b, 0x200, 110);
-    let a_from = mid_pes_join(&a, 0x100, 300);
+    let a_from = mid_pes_join(&a, 0x100, 100);
+    for (ts, pid, from) in [(&b, 0x200, b_from), (&a, 0x100, a_from)] {
+        let key = next_keyframe(ts, pid, from).expect("a keyframe after the join");
+        assert!(key > from + 20, "join {from} too close to the keyframe at {key}");
+    }
     let segments = [&a[..], &b[b_from * 188..], &a[a_from * 188..]];
     let mut splicer = Splicer::new();
     let mut out: Vec<Bytes> = Vec::new();
@@ -125,6 +141,10 @@ fn spliced_clips_decode_with_one_discontinuity_per_switch() {
     assert_eq!(c.switches, 2);
     assert_eq!(c.hold_overflows, 0);
     assert!(c.held_back > 5, "{c:?}");
+    // Both joins are mid-GOP: video waits for the next keyframe (found by
+    // its random_access_indicator or IDR, not by the wait bound).
+    assert!(c.awaiting_key > 0, "{c:?}");
+    assert_eq!((c.key_wait_overflows, c.key_held), (0, 0), "{c:?}");
     assert_eq!(c.packets_in, (raw.len() / 188) as u64);
 
     // ffprobe sees video and audio.
@@ -155,10 +175,12 @@ fn spliced_clips_decode_with_one_discontinuity_per_switch() {
     assert_eq!(got, expected);
     assert!(raw_pids.iter().all(|p| p.2 == 0));
 
-    // ffmpeg decodes it with no more errors than the plain concatenation.
+    // ffmpeg decodes it without a word at level error, where the plain
+    // concatenation (joined mid-GOP) makes the decoder complain.
     let spliced_says = ffmpeg_says(&spliced_path, "error");
+    assert!(spliced_says.is_empty(), "{spliced_says:#?}");
     let raw_says = ffmpeg_says(&raw_path, "error");
-    assert!(spliced_says.len() <= raw_says.len(), "spliced {spliced_says:#?}\nraw {raw_says:#?}");
+    assert!(!raw_says.is_empty(), "the joins should be mid-GOP");
     // ffmpeg's demuxer reports broken counters and the packets it marks
     // corrupt for them at debug level: the concatenation has them, the
     // spliced stream none.

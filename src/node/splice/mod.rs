@@ -33,16 +33,32 @@
 //! - **Clean starts.** After a switch each PID resumes at its own
 //!   payload_unit_start: the tail of a PES or section begun before is
 //!   dropped and counted. Packets without payload (PCR-only) pass at once.
+//!   When a payload packet is dropped after such a packet went out, the
+//!   CC offset is fixed again at the PID's next packet out, so the output
+//!   counter does not jump over the dropped ones.
+//! - **Video resumes at a random access point.** After a switch, each
+//!   video PID the new input's PMTs list (see `keywait.rs`) resumes only at
+//!   a PES that starts a keyframe, judged as the outputs' entry gate does:
+//!   random_access_indicator, or an IDR/IRAP picture or sequence header
+//!   first in the PES. The PES packets before the verdict are held (at
+//!   most [`MAX_KEY_SCAN`] per PID) and go out with it; everything else
+//!   before is dropped and counted (`awaiting_key`). After
+//!   [`KEY_WAIT_PES`] PES starts or [`KEY_WAIT_PACKETS`] packets of the PID
+//!   without a keyframe, it resumes at its next PES start anyway
+//!   (`key_wait_overflows`). The first input passes at once (outputs have
+//!   their own entry gate); after a hold-back that ended without every
+//!   PMT, the streams of the missing ones resume like non-video PIDs.
 //!
 //! Not done: PCR/PTS continuity (the discontinuity flag tells players the
-//! time base changed); waiting for a video random access point.
+//! time base changed).
 //!
 //! Packets that pass unchanged go out as slices of the input chunk; a
-//! packet that changes goes out as a copy. Null packets (0x1FFF) pass
-//! untouched. A chunk's bytes past its last whole packet, packets without
-//! the sync byte and packets with the reserved adaptation_field_control
-//! `00` are dropped and counted.
+//! packet that changes, or was held from an earlier chunk, goes out as a
+//! copy. Null packets (0x1FFF) pass untouched. A chunk's bytes past its
+//! last whole packet, packets without the sync byte and packets with the
+//! reserved adaptation_field_control `00` are dropped and counted.
 
+mod keywait;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -50,6 +66,8 @@ mod tests;
 use bytes::Bytes;
 
 use crate::ts::packet::{PACKET_LEN, Pid, SYNC_BYTE, TsPacket, afc};
+use keywait::KeyWait;
+pub use keywait::{KEY_WAIT_PACKETS, KEY_WAIT_PES, MAX_KEY_SCAN};
 use tables::Tables;
 
 /// Packets held back after a switch, waiting for the new input's PAT and
@@ -85,8 +103,17 @@ pub struct SpliceCounters {
     /// Hold-backs that ran past [`MAX_HOLD`] packets.
     pub hold_overflows: u64,
     /// Payload packets dropped before their PID's first payload_unit_start
-    /// after a switch.
+    /// after a switch (video PIDs count in `awaiting_key` instead).
     pub pes_tails: u64,
+    /// Video packets dropped after a switch before their PID's first
+    /// random access point.
+    pub awaiting_key: u64,
+    /// Video PIDs that resumed without a random access point, after
+    /// [`KEY_WAIT_PES`] PES starts or [`KEY_WAIT_PACKETS`] packets.
+    pub key_wait_overflows: u64,
+    /// Video packets held right now while a PES start is judged (not yet
+    /// in `passed` nor `awaiting_key`).
+    pub key_held: u64,
     /// Table packets taken in, replaced by the re-sent sections.
     pub table_packets_in: u64,
     /// PAT/PMT sections sent.
@@ -150,6 +177,8 @@ pub struct Splicer {
     state: Box<[u8; Pid::COUNT]>,
     /// Packets held since the last switch; `None` when passing.
     holding: Option<u64>,
+    /// Video PIDs waiting for a random access point since the last switch.
+    waits: Vec<KeyWait>,
     tables: Tables,
     counters: SpliceCounters,
 }
@@ -169,6 +198,7 @@ impl Splicer {
             offset: Box::new([0; Pid::COUNT]),
             state: Box::new([0; Pid::COUNT]),
             holding: None,
+            waits: Vec::new(),
             tables: Tables::default(),
             counters: SpliceCounters::default(),
         }
@@ -178,13 +208,17 @@ impl Splicer {
     pub fn switch(&mut self) {
         self.counters.switches += 1;
         self.state.fill(DISC | AWAIT_START);
+        for w in self.waits.drain(..) {
+            self.counters.awaiting_key += w.held_packets();
+        }
         self.tables.switch();
         self.holding = Some(0);
     }
 
     /// Counters so far.
     pub fn counters(&self) -> SpliceCounters {
-        SpliceCounters { version_bumps: self.tables.bumps, ..self.counters }
+        let key_held = self.waits.iter().map(KeyWait::held_packets).sum();
+        SpliceCounters { version_bumps: self.tables.bumps, key_held, ..self.counters }
     }
 
     /// Feeds a chunk of whole 188-byte packets; appends what goes out
@@ -235,6 +269,9 @@ impl Splicer {
         let event = self.tables.push(&pkt);
         if event.pids_changed {
             self.retable();
+        }
+        if event.video_changed {
+            self.prune_waits();
         }
         match &mut self.holding {
             Some(held) => {
@@ -288,15 +325,37 @@ impl Splicer {
 
     fn es_packet(&mut self, start: usize, pkt: TsPacket<'_>, emit: &mut Emit<'_>) {
         let i = pkt.pid().index();
-        let state = self.state[i];
-        let payload = pkt.has_payload();
-        if state & AWAIT_START != 0 && payload {
-            if !pkt.payload_unit_start() {
-                self.counters.pes_tails += 1;
+        if self.state[i] & AWAIT_START != 0 {
+            if let Some(kind) = self.tables.video_kind(pkt.pid()) {
+                self.await_key(start, pkt, kind, emit);
                 return;
             }
-            self.state[i] &= !AWAIT_START;
+            if pkt.has_payload() {
+                if !pkt.payload_unit_start() {
+                    self.counters.pes_tails += 1;
+                    self.dropped(pkt.pid());
+                    return;
+                }
+                self.state[i] &= !AWAIT_START;
+            }
         }
+        self.send(Some(start), pkt, emit);
+    }
+
+    /// A payload packet of `pid` was dropped after a switch: should one
+    /// without payload have gone out before, fix the CC offset again at the
+    /// next packet out so the output counter does not skip.
+    fn dropped(&mut self, pid: Pid) {
+        self.state[pid.index()] &= !SYNCED;
+    }
+
+    /// Sends an input packet on: a slice of the chunk at `start` when
+    /// nothing changes, else (or with `start` `None`, a packet held from an
+    /// earlier chunk) a copy; CC offset and discontinuity flag applied.
+    fn send(&mut self, start: Option<usize>, pkt: TsPacket<'_>, emit: &mut Emit<'_>) {
+        let i = pkt.pid().index();
+        let state = self.state[i];
+        let payload = pkt.has_payload();
         let bytes = pkt.bytes();
         let cc_in = pkt.cc().value();
         // An adaptation field with a flags byte can take the flag in place.
@@ -334,7 +393,10 @@ impl Splicer {
         self.last_cc[i] = cc_out;
         self.counters.passed += 1;
         if cc_out == cc_in && !flag_here {
-            emit.pass(start);
+            match start {
+                Some(start) => emit.pass(start),
+                None => emit.push(Bytes::copy_from_slice(bytes)),
+            }
             return;
         }
         let mut copy = *bytes;

@@ -10,11 +10,19 @@
 //! and sections with current_next_indicator 0 are not re-sent. A
 //! multi-section PAT is compared as a whole at the end of a hold-back; one
 //! that arrives after a hold-back overflow is compared per section.
+//!
+//! The input's PMTs also tell which PIDs carry video, and in which codec
+//! family, so the splicer can resume them at a random access point; at
+//! most [`MAX_VIDEO_PIDS`] are tracked (the rest resume like other PIDs).
 
 use std::collections::BTreeMap;
 
+use crate::output::entry::keyframe::VideoKind;
 use crate::ts::packet::{Pid, TsPacket};
-use crate::ts::psi::{CRC32, SectionAssembler, pat_entries, split_section};
+use crate::ts::psi::{CRC32, SectionAssembler, parse_pmt, pat_entries, split_section};
+
+/// Video PIDs tracked per input; bounds the splicer's key-wait state.
+pub(super) const MAX_VIDEO_PIDS: usize = 64;
 
 /// The tables of the input in use since the last switch.
 #[derive(Debug, Default)]
@@ -30,6 +38,32 @@ struct InputTables {
     pat_pending_version: Option<u8>,
     /// Newest PMT section per PMT PID.
     pmts: BTreeMap<Pid, Vec<u8>>,
+    /// `(PID, codec family)` of the video streams those PMTs list, in PAT
+    /// and PMT order, first occurrence of a PID only.
+    video: Vec<(Pid, VideoKind)>,
+}
+
+impl InputTables {
+    /// Rebuilds `video` from the PMTs; whether it changed.
+    fn revideo(&mut self) -> bool {
+        let mut video: Vec<(Pid, VideoKind)> = Vec::new();
+        for (_, pmt_pid) in &self.programs {
+            let Some(section) = self.pmts.get(pmt_pid) else { continue };
+            let Some((h, body)) = split_section(section) else { continue };
+            let Some(pmt) = parse_pmt(*pmt_pid, h, body) else { continue };
+            for es in &pmt.streams {
+                if let Some(kind) = VideoKind::of(es)
+                    && video.len() < MAX_VIDEO_PIDS
+                    && !video.iter().any(|(p, _)| *p == es.pid)
+                {
+                    video.push((es.pid, kind));
+                }
+            }
+        }
+        let changed = video != self.video;
+        self.video = video;
+        changed
+    }
 }
 
 /// What went out on one table PID.
@@ -52,6 +86,8 @@ pub(super) struct TableEvent {
     pub(super) sections: Vec<Vec<u8>>,
     /// The set of PMT PIDs changed.
     pub(super) pids_changed: bool,
+    /// The list of video PIDs changed.
+    pub(super) video_changed: bool,
 }
 
 /// Input tables plus output history.
@@ -89,6 +125,11 @@ impl Tables {
         &self.input.programs
     }
 
+    /// The codec family of `pid` when the input's PMTs list it as video.
+    pub(super) fn video_kind(&self, pid: Pid) -> Option<VideoKind> {
+        self.input.video.iter().find(|(p, _)| *p == pid).map(|(_, k)| *k)
+    }
+
     /// Whether the input's PAT and every PMT it lists are known.
     pub(super) fn complete(&self) -> bool {
         let i = &self.input;
@@ -116,16 +157,21 @@ impl Tables {
             });
         }
         let mut event = TableEvent::default();
+        let mut pmts_changed = false;
         for section in raw {
-            if self.accept(pid, &section, &mut event.pids_changed) {
+            if self.accept(pid, &section, &mut event.pids_changed, &mut pmts_changed) {
                 event.sections.push(section);
             }
+        }
+        if pmts_changed || event.pids_changed {
+            event.video_changed = self.input.revideo();
         }
         event
     }
 
     /// Takes a section into the input's tables; whether it is one to send.
-    fn accept(&mut self, pid: Pid, section: &[u8], pids_changed: &mut bool) -> bool {
+    /// `pmts_changed`: a PMT differs from the one kept before.
+    fn accept(&mut self, pid: Pid, section: &[u8], pids_changed: &mut bool, pmts_changed: &mut bool) -> bool {
         let Some((h, _)) = split_section(section) else { return false };
         if !h.current || h.number > h.last_number {
             return false;
@@ -170,7 +216,10 @@ impl Tables {
         if h.table_id != 2 || h.last_number != 0 || !listed {
             return false;
         }
-        i.pmts.insert(pid, section.to_vec());
+        if i.pmts.get(&pid).is_none_or(|s| s[..] != *section) {
+            i.pmts.insert(pid, section.to_vec());
+            *pmts_changed = true;
+        }
         true
     }
 

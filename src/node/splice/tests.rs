@@ -135,8 +135,10 @@ fn passes_unchanged_before_any_switch() {
 #[test]
 fn cc_flags_and_tables_across_switches() {
     // Input B: other program, PMT PID and an extra PID; both start at odd CCs.
-    let mut a = Input::new(1, 0x1000, &[(0x1B, 0x100), (0x0F, 0x101)], 5);
-    let mut b = Input::new(7, 0x1100, &[(0x1B, 0x100), (0x0F, 0x101), (0x06, 0x102)], 11);
+    // No video: PES starts are entry points (video waits for keyframes,
+    // tested below).
+    let mut a = Input::new(1, 0x1000, &[(0x0F, 0x100), (0x0F, 0x101)], 5);
+    let mut b = Input::new(7, 0x1100, &[(0x0F, 0x100), (0x0F, 0x101), (0x06, 0x102)], 11);
     let mut s = Splicer::new();
     let mut out = run(&mut s, &segment(&mut a, 9));
     let mut seams = Vec::new();
@@ -173,8 +175,14 @@ fn cc_flags_and_tables_across_switches() {
     assert_eq!(c.flags_set, 4);
     assert_eq!(c.af_inserted, 4 * 2 - 2);
     assert_eq!(c.pes_tails, 4);
-    assert_eq!(c.packets_in, c.bad_packets + c.held_back + c.pes_tails + c.table_packets_in + c.passed);
-    assert_eq!(c.packets_out, c.passed + c.af_inserted + c.table_packets_out);
+    assert_balanced(&c);
+}
+
+/// Every packet in is accounted for once, every packet out too.
+fn assert_balanced(c: &SpliceCounters) {
+    let dropped = c.bad_packets + c.held_back + c.pes_tails + c.awaiting_key + c.key_held;
+    assert_eq!(c.packets_in, dropped + c.table_packets_in + c.passed, "{c:?}");
+    assert_eq!(c.packets_out, c.passed + c.af_inserted + c.table_packets_out, "{c:?}");
 }
 
 /// The version of the section in the table packet `p` (pointer 0, after
@@ -214,7 +222,7 @@ fn versions_bump_only_when_content_changes() {
 
 #[test]
 fn holds_back_until_tables_then_starts_on_pes_starts() {
-    let mut a = Input::new(1, 0x1000, &[(0x1B, 0x100)], 0);
+    let mut a = Input::new(1, 0x1000, &[(0x0F, 0x100)], 0);
     let mut s = Splicer::new();
     let mut out = run(&mut s, &segment(&mut a, 3));
     s.switch();
@@ -312,4 +320,192 @@ fn random_input_never_panics() {
             assert!(b.chunks(188).all(|p| p[0] == 0x47));
         }
     }
+}
+
+/// H.264 access units: AUD then SPS, PPS and an IDR slice; AUD then a
+/// non-IDR slice; a long SEI with no start code in a packet.
+const IDR: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 0x88];
+const P_SLICE: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x41, 0x9A];
+const SEI: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x06, 0x05];
+
+/// A video packet on `pid`: with `start`, a PES header before `es`; with
+/// `rai`, an adaptation field with random_access_indicator; the rest of
+/// the payload 0x55 (no start code in it).
+fn video(pid: u16, cc: u8, start: bool, rai: bool, es: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x47, (u8::from(start) << 6) | (pid >> 8) as u8, pid as u8, 0x10 | (cc & 0x0F)];
+    if rai {
+        p[3] |= 0x20;
+        p.extend([1, 0x40]);
+    }
+    if start {
+        p.extend([0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 5, 0x21, 0, 1, 0, 1]);
+    }
+    p.extend(es);
+    p.resize(188, 0x55);
+    p
+}
+
+impl Input {
+    fn video(&mut self, pid: u16, start: bool, rai: bool, es: &[u8]) -> Vec<u8> {
+        let cc = &mut self.ccs[usize::from(pid)];
+        let p = video(pid, *cc, start, rai, es);
+        *cc = (*cc + 1) & 0x0F;
+        p
+    }
+
+    /// A PCR-only packet (no payload: the CC does not advance).
+    fn pcr_only(&mut self, pid: u16) -> Vec<u8> {
+        let cc = self.ccs[usize::from(pid)].wrapping_sub(1) & 0x0F;
+        let mut p = vec![0xFFu8; 188];
+        p[..6].copy_from_slice(&[0x47, (pid >> 8) as u8, pid as u8, 0x20 | cc, 183, 0x10]);
+        p[6..12].fill(0);
+        p
+    }
+}
+
+/// The output packets of `pid`, from packet `from` on.
+fn packets_of(out: &[u8], pid: u16, from: usize) -> Vec<&[u8]> {
+    out.chunks(188).skip(from).filter(|p| pid_of(p) == pid).collect()
+}
+
+/// What follows the TS header and adaptation field.
+fn payload(p: &[u8]) -> &[u8] {
+    if p[3] & 0x20 != 0 { &p[5 + usize::from(p[4])..] } else { &p[4..] }
+}
+
+#[test]
+fn video_resumes_at_an_idr_after_a_switch() {
+    let mut a = Input::new(1, 0x1000, &[(0x1B, 0x100), (0x0F, 0x101)], 3);
+    let mut s = Splicer::new();
+    // The first input passes at once, keyframe or not.
+    let mut first = a.pat();
+    first.extend(a.pmt());
+    first.extend(a.video(0x100, true, false, P_SLICE));
+    first.extend(a.video(0x100, false, false, &[]));
+    let mut out = run(&mut s, &first);
+    assert_eq!(out.len(), first.len());
+    assert_eq!(s.counters().awaiting_key, 0);
+
+    s.switch();
+    let seam = out.len() / 188;
+    let mut b = a.pat();
+    b.extend(a.pmt());
+    b.extend(a.video(0x100, false, false, &[])); // tail of a PES: dropped
+    b.extend(a.video(0x100, true, false, P_SLICE)); // P picture: dropped
+    b.extend(a.es(0x101, true, false)); // audio resumes here
+    b.extend(a.pcr_only(0x100)); // passes, flagged
+    b.extend(a.video(0x100, false, false, &[])); // dropped
+    b.extend(a.video(0x100, true, false, IDR)); // resumes here
+    b.extend(a.video(0x100, false, false, &[]));
+    b.extend(a.video(0x100, true, false, P_SLICE));
+    out.extend(run(&mut s, &b));
+    assert_cc_continuous(&out);
+
+    let v = packets_of(&out, 0x100, seam);
+    assert_eq!(v.len(), 4, "PCR-only, IDR start, its tail, the P picture");
+    assert!(flagged(v[0]) && v[0][3] & 0x10 == 0, "the PCR-only packet carries the flag");
+    assert_eq!(&payload(v[1])[14..14 + IDR.len()], IDR);
+    assert!(!flagged(v[1]));
+    let c = s.counters();
+    assert_eq!((c.awaiting_key, c.key_held, c.key_wait_overflows, c.pes_tails), (3, 0, 0, 0));
+    assert_balanced(&c);
+}
+
+#[test]
+fn random_access_indicator_or_a_later_packet_decides() {
+    let mut a = Input::new(1, 0x1000, &[(0x1B, 0x100)], 0);
+    let mut s = Splicer::new();
+    let mut out = run(&mut s, &segment(&mut a, 0));
+    out.extend(run(&mut s, &a.video(0x100, true, false, P_SLICE)));
+
+    // RAI on a PES start whose bytes say nothing: a keyframe, flagged in place.
+    s.switch();
+    let seam = out.len() / 188;
+    let mut b = segment(&mut a, 0);
+    b.extend(a.video(0x100, true, true, &[]));
+    out.extend(run(&mut s, &b));
+    let v = packets_of(&out, 0x100, seam);
+    assert_eq!(v.len(), 1);
+    assert!(flagged(v[0]) && v[0][5] & 0x40 != 0);
+    assert_eq!(s.counters().flags_set, 1);
+
+    // The picture comes in the PES's second packet: the first is held and
+    // both go out, in separate chunks; before them an AF-only packet with
+    // the flag. A PES that turns out not to be a keyframe is dropped whole.
+    s.switch();
+    let seam = out.len() / 188;
+    let mut b = segment(&mut a, 0);
+    b.extend(a.video(0x100, true, false, SEI));
+    b.extend(a.video(0x100, false, false, &[0, 0, 1, 0x41]));
+    out.extend(run(&mut s, &b));
+    let c = s.counters();
+    assert_eq!((c.awaiting_key, c.key_held), (2, 0));
+    let held = a.video(0x100, true, false, SEI);
+    out.extend(run(&mut s, &held));
+    assert_eq!(s.counters().key_held, 1);
+    assert_eq!(packets_of(&out, 0x100, seam).len(), 0);
+    let idr_tail = a.video(0x100, false, false, &[0, 0, 1, 0x65]);
+    out.extend(run(&mut s, &idr_tail));
+    assert_cc_continuous(&out);
+    let v = packets_of(&out, 0x100, seam);
+    assert_eq!(v.len(), 3);
+    assert!(flagged(v[0]) && v[0][4] == 183, "AF-only packet");
+    assert_eq!(payload(v[1]), &held[4..]);
+    assert_eq!(payload(v[2]), &idr_tail[4..]);
+    let c = s.counters();
+    assert_eq!((c.awaiting_key, c.key_held, c.af_inserted), (2, 0, 1));
+    assert_balanced(&c);
+}
+
+#[test]
+fn undecided_pes_is_dropped_after_max_key_scan_packets() {
+    let mut a = Input::new(1, 0x1000, &[(0x1B, 0x100)], 0);
+    let mut s = Splicer::new();
+    let mut out = run(&mut s, &segment(&mut a, 0));
+    s.switch();
+    let mut b = segment(&mut a, 0);
+    b.extend(a.video(0x100, true, false, SEI));
+    for _ in 1..MAX_KEY_SCAN {
+        b.extend(a.video(0x100, false, false, &[]));
+    }
+    // Too late: this PES was given up on.
+    b.extend(a.video(0x100, false, false, &[0, 0, 1, 0x65]));
+    b.extend(a.video(0x100, true, false, IDR));
+    out.extend(run(&mut s, &b));
+    assert_cc_continuous(&out);
+    let c = s.counters();
+    assert_eq!((c.awaiting_key, c.key_held, c.passed), (MAX_KEY_SCAN as u64 + 1, 0, 1));
+    assert_balanced(&c);
+}
+
+#[test]
+fn key_wait_is_bounded() {
+    let mut a = Input::new(1, 0x1000, &[(0x1B, 0x100)], 0);
+    let mut s = Splicer::new();
+    let mut out = run(&mut s, &segment(&mut a, 1));
+    s.switch();
+    let mut b = segment(&mut a, 0);
+    for _ in 0..=KEY_WAIT_PES {
+        b.extend(a.video(0x100, true, false, P_SLICE));
+    }
+    b.extend(a.video(0x100, false, false, &[]));
+    out.extend(run(&mut s, &b));
+    assert_cc_continuous(&out);
+    let c = s.counters();
+    // Passed: the packet before the switch, the PES start at the bound, its tail.
+    assert_eq!((c.awaiting_key, c.key_wait_overflows, c.passed), (u64::from(KEY_WAIT_PES), 1, 3));
+    assert_balanced(&c);
+    // Bounded in packets too, for a PID whose PES starts are rare.
+    s.switch();
+    let mut b = segment(&mut a, 0);
+    for _ in 0..KEY_WAIT_PACKETS {
+        b.extend(a.video(0x100, false, false, &[]));
+    }
+    b.extend(a.video(0x100, true, false, P_SLICE));
+    out.extend(run(&mut s, &b));
+    assert_cc_continuous(&out);
+    let c = s.counters();
+    assert_eq!(c.key_wait_overflows, 2);
+    assert_eq!(c.awaiting_key, u64::from(KEY_WAIT_PES) + u64::from(KEY_WAIT_PACKETS));
+    assert_balanced(&c);
 }

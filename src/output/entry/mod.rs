@@ -36,7 +36,7 @@
 //! past the last whole packet of a chunk are dropped and counted in every
 //! mode. Memory is bounded whatever the input.
 
-mod keyframe;
+pub(crate) mod keyframe;
 mod psi_cache;
 #[cfg(test)]
 mod tests;
