@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,18 +19,7 @@ use uringest::clock::{Clock, SystemClock};
 
 /// The node on an ephemeral port with `config`; its address.
 fn start_node(config: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uringest"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect(&line);
-    (child, addr.parse().unwrap())
+    common::start_serve(&["--shards", "2", "--config", config.to_str().unwrap()])
 }
 
 fn stop_node(mut node: Child) {

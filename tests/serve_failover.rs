@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,19 +18,8 @@ use serde_json::Value;
 use uringest::clock::{Clock, SystemClock};
 
 /// The node on an ephemeral port with `config`; its address.
-pub fn start_node(config: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uringest"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect(&line);
-    (child, addr.parse().unwrap())
+fn start_node(config: &Path) -> (Child, SocketAddr) {
+    common::start_serve(&["--config", config.to_str().unwrap()])
 }
 
 /// `GET path` as JSON.
@@ -114,7 +103,7 @@ fn failover_to_the_backup_and_failback_keep_one_valid_stream() {
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let ts = recording.join().unwrap();
-    std::process::Command::new("kill").arg(node.id().to_string()).status().unwrap();
+    Command::new("sh").args(["-c", &format!("kill -TERM {}", node.id())]).status().unwrap();
     let status = node.wait().unwrap();
     assert!(status.success(), "{status:?}");
 

@@ -83,3 +83,21 @@ impl Drop for Sender {
         let _ = self.0.wait();
     }
 }
+
+/// `uringest serve --listen 127.0.0.1:0` plus `args`, started; the child
+/// and the address from the first line it prints.
+pub fn start_serve(args: &[&str]) -> (Child, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uringest"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect(&line);
+    (child, addr.parse().unwrap())
+}

@@ -18,8 +18,7 @@
 //! [`MAX_KEY_SCAN`] packets each.
 
 use super::{AWAIT_START, Emit, Splicer};
-use crate::output::entry::keyframe::{KeyframeScan, Verdict, VideoKind};
-use crate::ts::codec;
+use crate::output::entry::keyframe::{KeyframeScan, Verdict, VideoKind, first_verdict};
 use crate::ts::packet::{PACKET_LEN, Pid, TsPacket};
 
 /// Packets of one PES held while its first picture is looked for (about
@@ -49,20 +48,6 @@ impl KeyWait {
     pub(super) fn held_packets(&self) -> u64 {
         self.open.as_ref().map_or(0, |(_, held)| held.len() as u64)
     }
-}
-
-/// The verdict on a video packet with payload_unit_start, and the scan to
-/// continue in the PES's next packets (as the entry gate judges it).
-fn first_verdict(pkt: &TsPacket<'_>, kind: VideoKind) -> (Verdict, KeyframeScan) {
-    let mut scan = KeyframeScan::new(kind);
-    if pkt.adaptation_field().is_some_and(|af| af.random_access()) {
-        return (Verdict::Key, scan);
-    }
-    let verdict = match pkt.payload().and_then(codec::pes_payload) {
-        Some(es) => scan.feed(es),
-        None => Verdict::NotKey,
-    };
-    (verdict, scan)
 }
 
 /// What to do with a packet of a waiting PID.

@@ -349,10 +349,3 @@ async fn sleep_for(wait: Option<Duration>) {
 pub fn pick_shard(counts: &[usize]) -> usize {
     counts.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i)
 }
-
-impl Drop for StreamHandle {
-    fn drop(&mut self) {
-        // Dropping `commands` ends the stream task's loop.
-        tracing::debug!(stream = %self.config.id, "stream handle dropped");
-    }
-}

@@ -19,6 +19,8 @@
 //! keeps two bytes of state across calls, so start codes split between TS
 //! packets are found; it never allocates.
 
+use crate::ts::codec;
+use crate::ts::packet::TsPacket;
 use crate::ts::psi::EsInfo;
 
 /// The start-code family of a video stream.
@@ -172,6 +174,22 @@ enum Step {
     Done(Verdict),
     NeedSecond,
     Next,
+}
+
+/// The verdict on a video packet with payload_unit_start, and the scan to
+/// continue in the PES's next packets: the random_access_indicator settles
+/// it, else the start codes in the PES payload do. Shared by the output
+/// entry gate and the failover splicer, so both judge keyframes alike.
+pub(crate) fn first_verdict(pkt: &TsPacket<'_>, kind: VideoKind) -> (Verdict, KeyframeScan) {
+    let mut scan = KeyframeScan::new(kind);
+    if pkt.adaptation_field().is_some_and(|af| af.random_access()) {
+        return (Verdict::Key, scan);
+    }
+    let verdict = match pkt.payload().and_then(codec::pes_payload) {
+        Some(es) => scan.feed(es),
+        None => Verdict::NotKey,
+    };
+    (verdict, scan)
 }
 
 #[cfg(test)]

@@ -43,9 +43,8 @@ mod tests;
 
 use bytes::Bytes;
 
-use crate::ts::codec;
 use crate::ts::packet::{PACKET_LEN, Pid, TsPacket};
-use keyframe::{KeyframeScan, Verdict};
+use keyframe::{KeyframeScan, Verdict, first_verdict};
 use psi_cache::{PsiCache, Readiness, Rendered};
 
 /// Packets to wait for a PAT (and its PMTs) before starting anyway.
@@ -568,18 +567,4 @@ impl EntryGate {
             out.push(Piece::Data(run));
         }
     }
-}
-
-/// The verdict on a video packet with payload_unit_start, and the scan to
-/// continue in the PES's next packets.
-fn first_verdict(pkt: &TsPacket<'_>, kind: keyframe::VideoKind) -> (Verdict, KeyframeScan) {
-    let mut scan = KeyframeScan::new(kind);
-    if pkt.adaptation_field().is_some_and(|af| af.random_access()) {
-        return (Verdict::Key, scan);
-    }
-    let verdict = match pkt.payload().and_then(codec::pes_payload) {
-        Some(es) => scan.feed(es),
-        None => Verdict::NotKey,
-    };
-    (verdict, scan)
 }
