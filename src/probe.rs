@@ -113,12 +113,8 @@ pub struct ProbeOptions {
 /// chance in text or compressed data, a transport stream with that much
 /// garbage is better reported as broken than summarised.
 pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError> {
-    let spec = parse_input(url)?;
-    let filter = match &spec {
-        InputSpec::Udp(u) => &u.filter,
-        InputSpec::File { filter, .. } => filter,
-    };
-    if !filter.is_passthrough() {
+    let spec = parse_input(url)?.standalone("probe")?;
+    if !spec.filter().is_passthrough() {
         return Err(ProbeError::FilterOption { url: url.to_owned() });
     }
     match spec {
@@ -136,6 +132,8 @@ pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError
             Ok(ProbeReport { stream: file_report(url, &analyzer)?, io: "mmap", input: None })
         }
         InputSpec::Udp(spec) => probe_udp(url, spec, options),
+        // `standalone` refused these above.
+        other => Err(other.standalone("probe").err().unwrap_or(UrlError::Empty).into()),
     }
 }
 

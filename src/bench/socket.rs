@@ -38,7 +38,7 @@ pub fn parse_destination(url: &str) -> Result<Destination, SendError> {
     let bad = |problem: String| SendError::Destination { problem };
     let spec = match parse_input(url) {
         Ok(InputSpec::Udp(spec)) => spec,
-        Ok(InputSpec::File { .. }) => return Err(bad(format!("'{url}' is not a udp:// URL"))),
+        Ok(_) => return Err(bad(format!("'{url}' is not a udp:// URL"))),
         Err(e) => return Err(bad(e.to_string())),
     };
     let refused = |key: &str| bad(format!("option '{key}' applies to receivers, not to bench send"));

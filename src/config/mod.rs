@@ -46,7 +46,7 @@ use toml::Spanned;
 
 use crate::output::spec::{OutputSpec, parse_output};
 use crate::shard::backend::IoChoice;
-use crate::url::{InputSpec, parse_input, shown};
+use crate::url::{InputSpec, check_stream_id, parse_input, shown};
 
 pub mod mount;
 pub use mount::{MAX_MOUNTS, MountError, Mounts, resolve_in_mount};
@@ -59,8 +59,7 @@ pub const MAX_STREAMS: usize = 1024;
 pub const MAX_INPUTS: usize = 16;
 /// Most outputs one stream takes.
 pub const MAX_OUTPUTS: usize = 64;
-/// Longest stream id.
-pub const MAX_ID_LEN: usize = 64;
+pub use crate::url::MAX_ID_LEN;
 /// Longest input or output URL (PATH_MAX).
 pub const MAX_URL_LEN: usize = 4096;
 /// Most shards.
@@ -337,6 +336,9 @@ fn check_streams(raw: Vec<Spanned<RawStream>>, mounts: &Mounts, text: &str) -> R
                 .map_err(|e| (input.span(), format!("stream '{id}' input {}: {e}", n + 1)))?;
             inputs.push(spec);
         }
+        if let Err((n, e)) = check_upstreams(&id, &inputs) {
+            return Err((raw_inputs[n].span(), format!("stream '{id}' input {}: {e}", n + 1)));
+        }
         let mut outputs = Vec::with_capacity(stream.outputs.len());
         for (n, output) in stream.outputs.iter().enumerate() {
             let located = |e: String| (output.span(), format!("stream '{id}' output {}: {e}", n + 1));
@@ -358,6 +360,23 @@ fn check_streams(raw: Vec<Spanned<RawStream>>, mounts: &Mounts, text: &str) -> R
         streams.push(StreamConfig { id, inputs, input_urls, outputs, output_urls, input_timeout, failback_after });
     }
     Ok(streams)
+}
+
+/// The rules on inputs that read other streams: a stream cannot copy or
+/// mix itself, and a mixer is its stream's only input (it ends with its
+/// video, and there is nothing to fail over to that would keep the mix).
+/// On error, the index of the input at fault.
+fn check_upstreams(id: &str, inputs: &[InputSpec]) -> Result<(), (usize, String)> {
+    for (n, input) in inputs.iter().enumerate() {
+        if input.upstreams().contains(&id) {
+            let what = if matches!(input, InputSpec::Mixer(_)) { "mix" } else { "copy" };
+            return Err((n, format!("a stream cannot {what} itself")));
+        }
+        if matches!(input, InputSpec::Mixer(_)) && inputs.len() > 1 {
+            return Err((n, "a mixer must be its stream's only input".into()));
+        }
+    }
+    Ok(())
 }
 
 /// An input URL checked against the mounts: a file input is resolved under
@@ -384,7 +403,7 @@ fn check_input(text: &str, mounts: &Mounts) -> Result<InputSpec, String> {
         InputSpec::File { looping, pace, read, filter, .. } => {
             Ok(InputSpec::File { path, looping, pace, read, filter })
         }
-        InputSpec::Udp(_) => Err("file input parsed as udp://".to_owned()),
+        _ => Err("file input parsed as another scheme".to_owned()),
     }
 }
 
@@ -402,16 +421,9 @@ fn seconds_in(secs: f64, key: &str, range: (f64, f64)) -> Result<Duration, Strin
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// A stream id: `[a-z0-9_-]{1,64}`.
+/// A stream id: `[a-z0-9_-]{1,64}` ([`check_stream_id`]).
 pub fn check_id(id: &str) -> Result<(), String> {
-    let valid = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("bad stream id '{}': expected 1 to {MAX_ID_LEN} of a-z, 0-9, '_', '-'", shown(id)))
-    }
+    check_stream_id(id)
 }
 
 fn check_output(text: &str) -> Result<OutputSpec, String> {
@@ -446,6 +458,7 @@ pub fn check_stream(
     let inputs = (inputs.iter().enumerate())
         .map(|(n, u)| check_input(u, mounts).map_err(|e| format!("stream '{id}' input {}: {e}", n + 1)))
         .collect::<Result<Vec<_>, _>>()?;
+    check_upstreams(id, &inputs).map_err(|(n, e)| format!("stream '{id}' input {}: {e}", n + 1))?;
     let mut checked = Vec::with_capacity(outputs.len());
     for (n, text) in outputs.iter().enumerate() {
         let spec = check_output(text).map_err(|e| format!("stream '{id}' output {}: {e}", n + 1))?;

@@ -325,3 +325,27 @@ fn the_sample_config_parses() {
     assert!(!c.streams.is_empty());
     assert!(c.streams.iter().any(|s| s.inputs.iter().any(|i| matches!(i, InputSpec::File { .. }))));
 }
+
+#[test]
+fn streams_cannot_read_themselves_and_mixers_stand_alone() {
+    let s = |id: &str, inputs: &str| format!("[[stream]]\nid = '{id}'\ninputs = [{inputs}]\n");
+    let (line, p) = refused(&s("a", "'copy://a'"));
+    assert_eq!((line, p.as_str()), (3, "stream 'a' input 1: a stream cannot copy itself"));
+    let (line, p) = refused(&s("m", "'mixer://v,m'"));
+    assert_eq!((line, p.as_str()), (3, "stream 'm' input 1: a stream cannot mix itself"));
+    let (_, p) = refused(&s("m", "'udp://239.1.1.1:5000', 'mixer://v,a'"));
+    assert_eq!(p, "stream 'm' input 2: a mixer must be its stream's only input");
+    // Upstreams are looked up at run time: one defined later, or never, is
+    // not a config error.
+    let text = format!("{}{}", s("m", "'mixer://v,a?audio_failure=continue'"), s("c", "'copy://m', 'copy://zzz'"));
+    let streams = parse(&text, "t.toml").unwrap().streams;
+    assert_eq!(streams[1].inputs[0], InputSpec::Copy { stream: "m".into() });
+    let mounts = Mounts::new();
+    let api = |id: &str, inputs: &[&str]| {
+        let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        check_stream(id, &inputs, &[], None, None, &mounts)
+    };
+    assert_eq!(api("a", &["copy://a"]).unwrap_err(), "stream 'a' input 1: a stream cannot copy itself");
+    assert!(api("a", &["copy://b", "mixer://c,d"]).unwrap_err().contains("input 2: a mixer must be"));
+    api("a", &["copy://b", "copy://c"]).unwrap();
+}

@@ -91,6 +91,9 @@ const INPUT: &[Family<InputStatus>] = &[
         Num::U(i.kernel_drops_total)
     }),
     ("input_rtp_gaps_total", Kind::Counter, "RTP sequence gaps.", |i| Num::U(i.rtp_gaps_total)),
+    ("input_lag_drops_total", Kind::Counter, "Upstream items a copy or mixer input missed by falling behind.", |i| {
+        Num::U(i.lag_drops_total)
+    }),
     ("input_active", Kind::Gauge, "1 when the input feeds the outputs.", |i| Num::U(u64::from(i.active))),
 ];
 

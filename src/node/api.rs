@@ -127,6 +127,9 @@ pub struct InputStatus {
     pub kernel_drops_total: u64,
     /// RTP sequence gaps (RTP-wrapped UDP).
     pub rtp_gaps_total: u64,
+    /// Items the upstream stream overwrote before this input read them
+    /// (`copy://`, `mixer://`).
+    pub lag_drops_total: u64,
     /// Seconds since its last data.
     pub last_data_ago_s: Option<f64>,
     /// Seconds it has delivered without a gap of `input_timeout`.

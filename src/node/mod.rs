@@ -7,6 +7,8 @@
 // Names the UDP outputs' counters; out of the loom build with them.
 #[cfg(not(loom))]
 pub mod api;
+#[cfg(not(loom))]
+pub mod directory;
 // Runs on the shards; out of the loom build with them.
 #[cfg(not(loom))]
 pub mod registry;

@@ -18,6 +18,7 @@ use crate::node::api::{
     HttpCounters, HttpTap, NodeControl, NodeError, Replaced, ShardStatus, StreamDef, StreamDetail, StreamState,
     StreamSummary,
 };
+use crate::node::directory::Directory;
 use crate::node::stream::{StreamHandle, pick_shard, replace_plan};
 use crate::shard::Shards;
 
@@ -26,16 +27,17 @@ pub struct Node {
     shards: Shards,
     mounts: Mounts,
     streams: Mutex<BTreeMap<String, StreamHandle>>,
-    /// Each stream's hub for HTTP-TS clients, kept apart so that a client
-    /// never waits behind a control call holding `streams`.
-    taps: std::sync::Mutex<BTreeMap<String, (Hub<Bytes>, HttpCounters)>>,
+    /// Each stream's hubs for HTTP-TS clients and for other streams' copy
+    /// and mixer inputs, kept apart so that a reader never waits behind a
+    /// control call holding `streams`.
+    directory: Arc<Directory>,
 }
 
 impl Node {
     /// A node with no streams yet on `shards`; API-created file inputs
     /// resolve under `mounts`.
     pub fn new(shards: Shards, mounts: Mounts) -> Node {
-        Node { shards, mounts, streams: Mutex::new(BTreeMap::new()), taps: std::sync::Mutex::default() }
+        Node { shards, mounts, streams: Mutex::new(BTreeMap::new()), directory: Arc::default() }
     }
 
     /// Starts a checked stream (from the config file, or the demo).
@@ -49,7 +51,7 @@ impl Node {
         }
         let shard = pick_shard(&self.counts(&streams));
         let id = config.id.clone();
-        let handle = StreamHandle::start(&self.shards, shard, config).await?;
+        let handle = StreamHandle::start(&self.shards, shard, config, &self.directory).await?;
         self.set_tap(&id, Some(&handle));
         streams.insert(id, handle);
         Ok(())
@@ -86,16 +88,22 @@ impl Node {
 
     /// The stream's hub and its HTTP-TS counters.
     pub fn tap(&self, id: &str) -> Option<(Hub<Bytes>, HttpCounters)> {
-        self.taps.lock().ok().and_then(|taps| taps.get(id).cloned())
+        self.directory.tap(id)
+    }
+
+    /// The node's streams as their readers see them.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
     }
 
     fn set_tap(&self, id: &str, handle: Option<&StreamHandle>) {
-        // A poisoned lock only means a panic elsewhere; the map is whole.
-        let mut taps = self.taps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match handle {
-            Some(handle) => taps.insert(id.to_owned(), handle.tap()),
-            None => taps.remove(id),
-        };
+            Some(handle) => {
+                let (hub, http) = handle.tap();
+                self.directory.insert(id, hub, http);
+            }
+            None => self.directory.remove(id),
+        }
     }
 }
 
@@ -188,7 +196,7 @@ impl NodeControl for Arc<Node> {
             self.set_tap(id, None);
             old.stop().await;
         }
-        let handle = StreamHandle::start(&self.shards, shard, config).await?;
+        let handle = StreamHandle::start(&self.shards, shard, config, &self.directory).await?;
         self.set_tap(id, Some(&handle));
         streams.insert(id.to_owned(), handle);
         Ok(Replaced::Stream)

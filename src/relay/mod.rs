@@ -149,7 +149,7 @@ pub fn relay(
     options: &RelayOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<RelayReport, RelayError> {
-    let input = parse_input(input_url)?;
+    let input = parse_input(input_url)?.standalone("relay")?;
     let outputs: Vec<OutputSpec> = output_urls.iter().map(|u| parse_output(u)).collect::<Result<_, _>>()?;
     if outputs.iter().filter(|o| **o == OutputSpec::Stdout).count() > 1 {
         return Err(RelayError::TwoStdouts);
@@ -208,17 +208,15 @@ pub fn relay(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let input_live = Arc::new(InputLive::default());
-    let filter = match &input {
-        InputSpec::Udp(spec) => spec.filter.clone(),
-        InputSpec::File { filter, .. } => filter.clone(),
-    };
-    let run = InputRun::new(publisher, Arc::clone(&input_live), stop_rx, filter);
+    let run = InputRun::new(publisher, Arc::clone(&input_live), stop_rx, input.filter());
     let mut input_done: oneshot::Receiver<Result<InputReport, String>> = match input {
         InputSpec::Udp(spec) => shards.spawn(move || input::run_udp(spec, backend, run))?,
         InputSpec::File { path, looping, pace, read, .. } => {
             let (looping, pace) = (looping.unwrap_or(false), pace.unwrap_or(Pace::Pcr));
             shards.spawn(move || input::run_file(path, looping, pace, read, backend, run))?
         }
+        // `standalone` refused these above.
+        other => return Err(other.standalone("relay").err().unwrap_or(UrlError::Empty).into()),
     };
 
     let mut status = StatusLine::new(options.status, output_urls.len(), clock.now());

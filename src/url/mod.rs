@@ -7,11 +7,13 @@
 //! - `udp://host:port?iface=&source=&rtp=&rcvbuf=&pkt_size=`, IPv4 or
 //!   bracketed IPv6 (`udp://[ff15::1]:5000`); see [`UdpSpec`];
 //! - on both, the stream filter options `program=N&si=0|1&pids=256,257`
-//!   ([`FilterSpec`]).
+//!   ([`FilterSpec`]);
+//! - `copy://<stream>` and `mixer://<video>,<audio>?audio_failure=down|continue`,
+//!   other streams of a `serve` node ([`MixerSpec`]).
 //!
 //! Layout: this file holds the types shared by the schemes, the error and
-//! [`parse_input`]; `udp.rs` and `file.rs` parse their scheme, `filter.rs`
-//! the filter options both take.
+//! [`parse_input`]; `udp.rs`, `file.rs` and `stream.rs` (copy, mixer) parse
+//! their schemes, `filter.rs` the filter options files and UDP take.
 //!
 //! Every other scheme of the grammar (DESIGN.md) is recognised and refused
 //! as not yet supported, so a typo is told apart from a missing feature.
@@ -34,14 +36,16 @@ use thiserror::Error;
 
 mod file;
 mod filter;
+mod stream;
 mod udp;
 pub(crate) use udp::{parse_authority, parse_iface};
 
 pub use crate::ts::filter::{FilterSpec, MAX_ALLOWED_PIDS};
+pub use stream::{AudioFailure, MAX_ID_LEN, MixerSpec, check_stream_id};
 pub use udp::{Iface, UdpSpec};
 
 /// Schemes of the full grammar that later work adds.
-const PLANNED_SCHEMES: &[&str] = &["rtp", "http", "https", "srt", "rtmp", "rtmps", "rtsp", "rtsps", "copy", "mixer"];
+const PLANNED_SCHEMES: &[&str] = &["rtp", "http", "https", "srt", "rtmp", "rtmps", "rtsp", "rtsps"];
 
 /// Default `rcvbuf`: 8 MiB.
 pub const DEFAULT_RCVBUF: usize = 8 << 20;
@@ -80,6 +84,43 @@ pub enum InputSpec {
     },
     /// A UDP socket, unicast or multicast.
     Udp(UdpSpec),
+    /// `copy://<stream>`: another stream of the node, passthrough.
+    Copy {
+        /// The stream copied.
+        stream: String,
+    },
+    /// `mixer://<video>,<audio>`: video of one stream, audio of another.
+    Mixer(MixerSpec),
+}
+
+impl InputSpec {
+    /// The streams of the node this input reads (copy and mixer inputs).
+    pub fn upstreams(&self) -> Vec<&str> {
+        match self {
+            InputSpec::Copy { stream } => vec![stream.as_str()],
+            InputSpec::Mixer(mix) => vec![mix.video.as_str(), mix.audio.as_str()],
+            InputSpec::File { .. } | InputSpec::Udp(_) => Vec::new(),
+        }
+    }
+
+    /// The `program=`/`pids=` options (copy and mixer inputs take none).
+    pub fn filter(&self) -> FilterSpec {
+        match self {
+            InputSpec::Udp(u) => u.filter.clone(),
+            InputSpec::File { filter, .. } => filter.clone(),
+            InputSpec::Copy { .. } | InputSpec::Mixer(_) => FilterSpec::default(),
+        }
+    }
+
+    /// Refuses the inputs that only a `serve` node has (copy, mixer), for
+    /// `command`s that run one input on its own.
+    pub fn standalone(self, command: &'static str) -> Result<InputSpec, UrlError> {
+        match self {
+            InputSpec::Copy { .. } => Err(UrlError::NeedsNode { scheme: "copy", command }),
+            InputSpec::Mixer(_) => Err(UrlError::NeedsNode { scheme: "mixer", command }),
+            other => Ok(other),
+        }
+    }
 }
 
 /// How a file input is paced (`pace=`).
@@ -132,7 +173,9 @@ pub enum UrlError {
     #[error("empty input URL")]
     Empty,
     /// The scheme is not part of the grammar.
-    #[error("unknown URL scheme '{scheme}' in '{url}' (expected a file path, file:///abs/path.ts or udp://host:port)")]
+    #[error(
+        "unknown URL scheme '{scheme}' in '{url}' (expected a file path, file:///abs/path.ts, udp://host:port, copy://<stream> or mixer://<video>,<audio>)"
+    )]
     UnknownScheme {
         /// The scheme as written.
         scheme: String,
@@ -140,7 +183,9 @@ pub enum UrlError {
         url: String,
     },
     /// The scheme is in the grammar but not built yet.
-    #[error("URL scheme '{scheme}' is not supported yet (this build takes files and udp:// only): '{url}'")]
+    #[error(
+        "URL scheme '{scheme}' is not supported yet (this build takes files, udp://, copy:// and mixer://): '{url}'"
+    )]
     NotYetSupported {
         /// The scheme as written.
         scheme: String,
@@ -154,6 +199,23 @@ pub enum UrlError {
         url: String,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// A `copy://` or `mixer://` URL with a part the grammar does not have,
+    /// or a bad stream id.
+    #[error("bad {scheme}:// URL: {reason}")]
+    BadStreamUrl {
+        /// The scheme.
+        scheme: &'static str,
+        /// What is wrong, naming the part.
+        reason: String,
+    },
+    /// A `copy://` or `mixer://` input given to a command without streams.
+    #[error("{scheme}:// reads other streams of a `uringest serve` node; `uringest {command}` has none")]
+    NeedsNode {
+        /// The scheme.
+        scheme: &'static str,
+        /// The command.
+        command: &'static str,
     },
     /// `user@` in a `udp://` URL (not echoed: it may hold a password).
     #[error("user info ('...@') is not allowed in a udp:// URL (for ffmpeg's udp://@host:port, drop the '@')")]
@@ -241,6 +303,8 @@ pub fn parse_input(input: &str) -> Result<InputSpec, UrlError> {
     match scheme_lower.as_str() {
         "file" => return file::parse_file_url(input),
         "udp" => return udp::parse_udp_url(rest).map(InputSpec::Udp),
+        "copy" => return stream::parse_copy(rest).map(|stream| InputSpec::Copy { stream }),
+        "mixer" => return stream::parse_mixer(rest).map(InputSpec::Mixer),
         _ => {}
     }
     let valid_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())

@@ -307,3 +307,40 @@ fn filter_option_errors_name_key_and_value() {
     err_says("udp://239.1.1.1:5000?prog=1", "known: iface, source, rtp, rcvbuf, pkt_size, program, si, pids");
     err_says("file:///x.ts?pid=1", "known: loop, pace, read, program, si, pids");
 }
+
+#[test]
+fn copy_and_mixer_urls() {
+    assert_eq!(parse_input("copy://news-1"), Ok(InputSpec::Copy { stream: "news-1".into() }));
+    let mix = |v: &str, a: &str, audio_failure| {
+        InputSpec::Mixer(MixerSpec { video: v.into(), audio: a.into(), audio_failure })
+    };
+    assert_eq!(parse_input("mixer://cam,radio"), Ok(mix("cam", "radio", AudioFailure::Down)));
+    assert_eq!(
+        parse_input("mixer://cam,radio?audio_failure=continue"),
+        Ok(mix("cam", "radio", AudioFailure::Continue))
+    );
+    assert_eq!(parse_input("MIXER://cam,radio?audio_failure=down"), Ok(mix("cam", "radio", AudioFailure::Down)));
+    assert_eq!(parse_input("mixer://cam,radio").unwrap().upstreams(), vec!["cam", "radio"]);
+}
+
+#[test]
+fn copy_and_mixer_refusals_name_the_part() {
+    err_says("copy://", "bad stream id ''");
+    err_says("copy://News", "bad stream id 'News'");
+    err_says("copy://a:1234", "a port (':1234')");
+    err_says("copy://a/b", "a path ('/b')");
+    err_says("copy://a?x=1", "unknown option 'x' for copy://");
+    err_says("copy://a#frag", "a fragment");
+    let e = err_says("copy://user:secret@a", "user info");
+    assert!(!e.to_string().contains("secret"));
+    err_says("mixer://cam", "expected mixer://<video stream>,<audio stream>");
+    err_says("mixer://cam,", "the audio stream: bad stream id ''");
+    err_says("mixer://,radio", "the video stream: bad stream id ''");
+    err_says("mixer://cam,radio?audio_failure=maybe", "bad value 'maybe' for 'audio_failure'");
+    err_says("mixer://cam,radio?audio_failure=down&audio_failure=down", "given twice");
+    err_says("mixer://cam,radio?loop=1", "unknown option 'loop' for mixer://");
+    err_says("mixer://cam,radio:80", "a port (':80')");
+    let copy = parse_input("copy://a").unwrap();
+    assert_eq!(copy.clone().standalone("relay").unwrap_err(), UrlError::NeedsNode { scheme: "copy", command: "relay" });
+    assert!(copy.filter().is_passthrough());
+}

@@ -169,6 +169,7 @@ fn stream(id: &str, url: &str) -> StreamDetail {
                 bytes_total: 188_000,
                 kernel_drops_total: 11,
                 rtp_gaps_total: 12,
+                lag_drops_total: 0,
                 last_data_ago_s: None,
                 healthy_for_s: None,
                 retry_in_s: None,

@@ -17,6 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::StreamConfig;
 use crate::hub::Publisher;
 use crate::node::api::{InputStatus, OutputStatus, PoolUse, StreamDetail, StreamState, SwitchRecord};
+use crate::node::directory::Directory;
 use crate::node::splice::Splicer;
 use crate::node::supervisor::{Action, Event, InputState, Supervisor, SupervisorConfig, SwitchReason};
 use crate::output::udp::LiveCounters;
@@ -40,6 +41,8 @@ pub struct Core {
     pub backend: Backend,
     /// The shard's index.
     pub shard: usize,
+    /// The node's streams, for inputs that read them.
+    pub directory: Arc<Directory>,
     supervisor: Supervisor,
     splicer: Splicer,
     publisher: Publisher<Bytes>,
@@ -89,6 +92,8 @@ pub struct InputSlot {
     pub kernel_drops: u64,
     /// RTP sequence gaps over every open.
     pub rtp_gaps: u64,
+    /// Upstream hub items missed (copy, mixer), over every open.
+    pub lag_drops: u64,
     /// Pool use of the current open, counters over every open.
     pub pool: PoolUse,
     /// The last error, one line.
@@ -106,6 +111,7 @@ impl Core {
         config: StreamConfig,
         (backend, shard): (Backend, usize),
         publisher: Publisher<Bytes>,
+        directory: Arc<Directory>,
         started: Instant,
     ) -> Core {
         let supervisor = Supervisor::new(
@@ -120,7 +126,7 @@ impl Core {
             .inputs
             .iter()
             .map(|spec| {
-                let filter = input::filter_of(spec);
+                let filter = spec.filter();
                 InputSlot { filter: (!filter.is_passthrough()).then(|| TsFilter::new(filter)), ..InputSlot::default() }
             })
             .collect();
@@ -129,6 +135,7 @@ impl Core {
             config,
             backend,
             shard,
+            directory,
             supervisor,
             splicer: Splicer::new(),
             publisher,
@@ -269,7 +276,7 @@ impl Core {
     /// Puts a new input in at `at` (its URL as given); later ones shift up.
     fn put_in(&mut self, at: usize, spec: crate::url::InputSpec, url: String) {
         let at = at.min(self.inputs.len());
-        let filter = input::filter_of(&spec);
+        let filter = spec.filter();
         let slot =
             InputSlot { filter: (!filter.is_passthrough()).then(|| TsFilter::new(filter)), ..InputSlot::default() };
         self.inputs.insert(at, slot);
@@ -359,6 +366,7 @@ impl Core {
                     bytes_total: slot.bytes,
                     kernel_drops_total: slot.kernel_drops,
                     rtp_gaps_total: slot.rtp_gaps,
+                    lag_drops_total: slot.lag_drops,
                     last_data_ago_s: ago(health.and_then(|h| h.last_data)),
                     healthy_for_s: ago(health.and_then(|h| h.healthy_since)),
                     retry_in_s: health.and_then(|h| h.next_retry).map(|t| t.saturating_sub(now).as_secs_f64()),

@@ -20,10 +20,10 @@ use crate::input::playout::drive::{ChunkSink, DriveOptions, drive};
 use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
 use crate::input::udp::UdpInput;
 use crate::node::supervisor::{Action, Event};
-use crate::ts::filter::FilterSpec;
 use crate::url::{InputSpec, Pace};
 
 use super::core::{Core, UdpDelta, carry_out, dispatch};
+use super::upstream;
 
 /// Packets per chunk cut from a mapped file.
 const FILE_CHUNK_PACKETS: usize = 7 * 16;
@@ -32,17 +32,9 @@ const FILE_CHUNK_PACKETS: usize = 7 * 16;
 /// files spent more CPU on timers than on their data).
 const DRIVE_QUANTUM: Duration = Duration::from_millis(20);
 
-/// The `program=`/`pids=` options of an input.
-pub fn filter_of(spec: &InputSpec) -> FilterSpec {
-    match spec {
-        InputSpec::Udp(u) => u.filter.clone(),
-        InputSpec::File { filter, .. } => filter.clone(),
-    }
-}
-
 /// Hands an input's batches to the stream.
-struct InputSink {
-    core: Rc<RefCell<Core>>,
+pub(super) struct InputSink {
+    pub(super) core: Rc<RefCell<Core>>,
     /// The open this task runs; its input's index may change meanwhile.
     open_id: u64,
     actions: Vec<Action>,
@@ -68,12 +60,19 @@ impl ChunkSink for InputSink {
 impl InputSink {
     /// Reports the event `make` builds for this input's index, unless the
     /// input was closed meanwhile.
-    fn report(&self, make: impl FnOnce(usize) -> Event, error: Option<String>) {
+    pub(super) fn report(&self, make: impl FnOnce(usize) -> Event, error: Option<String>) {
         let Some(index) = self.core.borrow().index_of(self.open_id) else { return };
         if let Some(error) = error {
             self.core.borrow_mut().note_error(index, error);
         }
         dispatch(&self.core, make(index));
+    }
+
+    /// Counts upstream hub items this input missed.
+    pub(super) fn lagged(&self, items: u64) {
+        if let Some(index) = self.index() {
+            self.core.borrow_mut().inputs[index].lag_drops += items;
+        }
     }
 
     fn index(&self) -> Option<usize> {
@@ -102,7 +101,7 @@ pub async fn run(core: Rc<RefCell<Core>>, open_id: u64, spec: InputSpec, mut sto
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     OpenFailed(String),
     Failed(String),
     Ended,
@@ -110,6 +109,8 @@ enum Outcome {
 
 async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
     match spec {
+        InputSpec::Copy { stream } => upstream::copy(sink, &stream).await,
+        InputSpec::Mixer(mix) => upstream::mix(sink, mix).await,
         InputSpec::Udp(spec) => {
             let backend = sink.core.borrow().backend;
             let mut input = match UdpInput::open(&spec, backend) {

@@ -11,6 +11,7 @@
 mod core;
 mod edits;
 mod input;
+mod upstream;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,6 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::StreamConfig;
 use crate::hub::{Hub, Start};
 use crate::node::api::{HttpCounters, NodeError, StreamDetail, StreamSummary};
+use crate::node::directory::Directory;
 use crate::node::supervisor::Event;
 use crate::output::spec::OutputSpec;
 use crate::output::udp::{LiveCounters, UdpOutput, shard_outputs};
@@ -70,7 +72,12 @@ pub struct StreamHandle {
 impl StreamHandle {
     /// Starts `config` on shard `shard`; returns once its outputs are open
     /// (an output that cannot open fails the start).
-    pub async fn start(shards: &Shards, shard: usize, config: StreamConfig) -> Result<StreamHandle, NodeError> {
+    pub async fn start(
+        shards: &Shards,
+        shard: usize,
+        config: StreamConfig,
+        directory: &Arc<Directory>,
+    ) -> Result<StreamHandle, NodeError> {
         let capacity = match config.inputs.first() {
             Some(InputSpec::Udp(_)) => UDP_HUB_CAPACITY,
             _ => FILE_HUB_CAPACITY,
@@ -82,9 +89,10 @@ impl StreamHandle {
         let task_config = config.clone();
         let task_http = http.clone();
         let backend = shards.backend();
+        let directory = Arc::clone(directory);
         let done = shards
             .spawn_on(shard, move || async move {
-                let core = Core::new(task_config, (backend, shard), publisher, SystemClock.now());
+                let core = Core::new(task_config, (backend, shard), publisher, directory, SystemClock.now());
                 run(core, task_http, command_rx, ready_tx).await;
             })
             .map_err(|e| NodeError::Unavailable(e.to_string()))?;
