@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod av;
 pub mod codec;
+pub mod mix;
 pub mod datagram;
 pub mod filter;
 pub mod framing;
