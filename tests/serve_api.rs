@@ -6,49 +6,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::Value;
+use common::node::{call, json, stop_node};
 use uringest::clock::{Clock, SystemClock};
 
 /// The node on an ephemeral port with `config`; its address.
 fn start_node(config: &Path) -> (Child, SocketAddr) {
     common::start_serve(&["--shards", "2", "--config", config.to_str().unwrap()])
-}
-
-fn stop_node(mut node: Child) {
-    Command::new("sh").args(["-c", &format!("kill -TERM {}", node.id())]).status().unwrap();
-    let status = node.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-}
-
-/// One request; (status code, body).
-fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let code = reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (code, body)
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// What a UDP receiver saw.

@@ -6,67 +6,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::node::{record, wait_for};
 use serde_json::Value;
-use uringest::clock::{Clock, SystemClock};
 
 /// The node on an ephemeral port with `config`; its address.
 fn start_node(config: &Path) -> (Child, SocketAddr) {
     common::start_serve(&["--config", config.to_str().unwrap()])
-}
-
-/// `GET path` as JSON.
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"))
-}
-
-/// Polls the stream until `want` holds of its detail, at most `limit`.
-fn wait_for(addr: SocketAddr, limit: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-    let clock = SystemClock;
-    let start = clock.now();
-    loop {
-        let detail = get_json(addr, "/api/v1/streams/tv");
-        if want(&detail) {
-            return detail;
-        }
-        assert!(clock.now().duration_since(start) < limit, "timed out waiting for {what}: {detail:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Records `GET /streams/tv.ts` until `stop`; the body.
-fn record(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        // HTTP/1.0: the body runs until the close, without chunking.
-        write!(s, "GET /streams/tv.ts HTTP/1.0\r\n\r\n").unwrap();
-        let mut all = Vec::new();
-        let mut buf = [0u8; 65536];
-        while !stop.load(Ordering::Relaxed) {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        let head = all.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP header") + 4;
-        all.split_off(head)
-    })
 }
 
 #[test]
@@ -89,17 +41,17 @@ fn failover_to_the_backup_and_failback_keep_one_valid_stream() {
     let primary = common::Sender::start("mpegts", &format!("udp://127.0.0.1:{port}?pkt_size=1316"));
     let (mut node, addr) = start_node(&config);
     let on = |input: u64| move |d: &Value| d["active_input"] == input && d["state"] == "running";
-    wait_for(addr, Duration::from_secs(10), "the primary", on(0));
+    wait_for(addr, "tv", Duration::from_secs(10), "the primary", on(0));
     // Recording from here, it sees two switches: the failover and the
     // failback.
     let stop = Arc::new(AtomicBool::new(false));
-    let recording = record(addr, Arc::clone(&stop));
+    let recording = record(addr, "tv", Arc::clone(&stop));
     std::thread::sleep(Duration::from_secs(2));
     drop(primary);
-    wait_for(addr, Duration::from_secs(10), "failover to the backup", on(1));
+    wait_for(addr, "tv", Duration::from_secs(10), "failover to the backup", on(1));
     std::thread::sleep(Duration::from_secs(2));
     let _primary = common::Sender::start("mpegts", &format!("udp://127.0.0.1:{port}?pkt_size=1316"));
-    let detail = wait_for(addr, Duration::from_secs(15), "failback to the primary", on(0));
+    let detail = wait_for(addr, "tv", Duration::from_secs(15), "failback to the primary", on(0));
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let ts = recording.join().unwrap();

@@ -4,10 +4,10 @@
 pub mod analyze;
 pub mod av;
 pub mod codec;
-pub mod mix;
 pub mod datagram;
 pub mod filter;
 pub mod framing;
+pub mod mix;
 pub mod monitor;
 pub mod pace;
 pub mod packet;

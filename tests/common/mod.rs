@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::Value;
 use uringest::shard::{Backend, IoChoice, backend};
 
+pub mod node;
+
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -85,7 +87,8 @@ impl Drop for Sender {
 }
 
 /// `uringest serve --listen 127.0.0.1:0` plus `args`, started; the child
-/// and the address from the first line it prints.
+/// and the address from the line that announces it. The rest of its
+/// stderr is echoed by a thread, so the node never blocks on a full pipe.
 pub fn start_serve(args: &[&str]) -> (Child, std::net::SocketAddr) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_uringest"))
@@ -96,8 +99,24 @@ pub fn start_serve(args: &[&str]) -> (Child, std::net::SocketAddr) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect(&line);
-    (child, addr.parse().unwrap())
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    for _ in 0..100 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        eprint!("node: {line}");
+        if let Some(rest) = line.split("http://").nth(1) {
+            addr = rest.split('/').next().map(|a| a.trim().parse().unwrap());
+            break;
+        }
+    }
+    let addr = addr.expect("the node announces its address");
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("node: {line}");
+        }
+    });
+    (child, addr)
 }
