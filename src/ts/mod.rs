@@ -8,6 +8,7 @@ pub mod datagram;
 pub mod filter;
 pub mod framing;
 pub mod monitor;
+pub mod mux;
 pub mod pace;
 pub mod packet;
 pub mod psi;
