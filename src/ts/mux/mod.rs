@@ -14,10 +14,11 @@
 //!   before every video keyframe (a receiver joining there can start at
 //!   once) and whenever DTS moved [`MuxConfig::psi_interval`] on.
 //! - PCR rides on the first video track (the first audio track when there
-//!   is none), at least every [`MuxConfig::pcr_interval`] of DTS, as
-//!   DTS minus [`MuxConfig::mux_delay`], never going back except after a
-//!   discontinuity on the PCR track. Between that track's PES, a due PCR
-//!   goes out in a packet of its own.
+//!   is none), in the first packet of each of its PES, as DTS minus
+//!   [`MuxConfig::mux_delay`], never going back except after a
+//!   discontinuity on the PCR track. When that track is sparse, a packet of
+//!   another track whose DTS is more than [`MuxConfig::pcr_interval`] past
+//!   the last PCR first sends one in a packet of its own.
 //! - The first packet of a keyframe's PES has random_access_indicator; the
 //!   first packet of a track after an [`AvPacket::discontinuity`] has
 //!   discontinuity_indicator.
@@ -49,7 +50,10 @@ pub struct MuxConfig {
     pub max_tracks: u16,
     /// Longest DTS span (90 kHz) between PAT/PMT repetitions.
     pub psi_interval: i64,
-    /// Longest DTS span (90 kHz) between PCRs.
+    /// DTS span (90 kHz) past which a packet of a non-PCR track sends a
+    /// PCR of its own first; the PCR track's PES each carry one anyway, so
+    /// this only bounds the gaps of a sparse PCR track (to this plus the
+    /// other tracks' packet spacing).
     pub pcr_interval: i64,
     /// How far PCR runs behind DTS (90 kHz): the decoder's buffering time.
     pub mux_delay: i64,
@@ -57,8 +61,8 @@ pub struct MuxConfig {
 
 impl Default for MuxConfig {
     /// ffmpeg's layout: program 1, PMT on 0x1000, streams from 0x100; PSI
-    /// every 100 ms, PCR every 40 ms (ISO/IEC 13818-1's bound), PCR 700 ms
-    /// behind DTS (ffmpeg's default `-muxdelay`).
+    /// every 100 ms; a lone PCR after 40 ms without one (ISO/IEC 13818-1's
+    /// bound); PCR 700 ms behind DTS (ffmpeg's default `-muxdelay`).
     fn default() -> Self {
         MuxConfig {
             program_number: 1,
@@ -253,8 +257,13 @@ impl Muxer {
         let pcr = match self.last_pcr {
             _ if self.pcr_discontinuity && is_pcr_track => Some(target),
             None => Some(target),
-            Some(last) if target.saturating_sub(last) >= self.config.pcr_interval => Some(target),
-            Some(last) if is_pcr_track && pkt.keyframe && target > last => Some(target),
+            // Every PES of the PCR track carries one (8 bytes): its frames
+            // are at most 40 ms apart for video >= 25 fps and every audio
+            // codec here, so the 40 ms bound holds whatever the other
+            // tracks do.
+            Some(last) if is_pcr_track => Some(target.max(last)),
+            // A sparse PCR track: a PCR of its own between its PES.
+            Some(last) if target.saturating_sub(last) > self.config.pcr_interval => Some(target),
             Some(_) => None,
         };
         let mut first = FirstPacket { random_access: pkt.keyframe, ..FirstPacket::default() };
