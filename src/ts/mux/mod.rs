@@ -267,8 +267,8 @@ impl Muxer {
             Some(_) => None,
         };
         let mut first = FirstPacket { random_access: pkt.keyframe, ..FirstPacket::default() };
-        if let Some(pcr) = pcr {
-            let Some(pcr_index) = self.pcr_track else { return written };
+        // A track exists (this one), so there is a PCR track.
+        if let (Some(pcr), Some(pcr_index)) = (pcr, self.pcr_track) {
             let pcr_discontinuity = std::mem::take(&mut self.pcr_discontinuity);
             self.last_pcr = Some(pcr);
             self.counters.pcrs += 1;
