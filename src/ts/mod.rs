@@ -10,6 +10,7 @@ pub mod filter;
 pub mod framing;
 pub mod mix;
 pub mod monitor;
+pub mod mux;
 pub mod pace;
 pub mod packet;
 pub mod psi;
