@@ -6,7 +6,9 @@
 //!   resident, every access unit drained (batches of 256) and dropped;
 //! - mpeg2ts-reader alone: its `Demultiplex` with PAT/PMT tracking and its
 //!   `PesPacketFilter` calling an empty consumer, so PES headers are parsed
-//!   but no payload is gathered: the floor our demux builds on.
+//!   but no payload is gathered: the floor our demux builds on;
+//! - the copy alone: each packet's 184 payload bytes into a reused block,
+//!   the other floor (any demuxer that gathers payloads makes this copy).
 //!
 //! The file is `tests/fixtures/cbr_5mbit.ts` looped by ffmpeg
 //! (`-stream_loop`, so timestamps run on) and cut to 512 MiB; it is made
@@ -140,6 +142,24 @@ fn uringest_demux(buf: &[u8]) -> u64 {
     packets ^ bytes << 20
 }
 
+/// The copy any gathering demuxer makes: each packet's last 184 bytes into
+/// a reused 128 KiB block, nothing parsed. Not a rival: a floor.
+fn gather_copy_floor(buf: &[u8]) -> u64 {
+    let mut block = vec![0u8; 128 * 1024];
+    let mut at = 0;
+    let mut sum = 0u64;
+    for p in buf.chunks_exact(188) {
+        if at + 184 > block.len() {
+            sum = sum.wrapping_add(u64::from(block[at / 2]));
+            at = 0;
+        }
+        block[at..at + 184].copy_from_slice(&p[4..]);
+        at += 184;
+    }
+    black_box(&block);
+    sum
+}
+
 /// mpeg2ts-reader's PES parsing with an empty consumer: no gathering.
 pub struct NullEs;
 impl ElementaryStreamConsumer<RefCtx> for NullEs {
@@ -244,6 +264,7 @@ fn main() {
         },
         Case::InProcess { name: "uringest Demuxer to AvPackets", run: uringest_demux },
         Case::InProcess { name: "mpeg2ts-reader PES, no gathering", run: mpeg2ts_reader_pes },
+        Case::InProcess { name: "copy 184 B/packet to a reused block (floor)", run: gather_copy_floor },
     ];
     let comparisons = [Comparison {
         ours: "uringest Demuxer to AvPackets",

@@ -321,3 +321,9 @@ fn bad_sync_tei_and_duplicates_are_counted() {
     assert_eq!((c.bad_sync_packets_total, c.transport_error_packets_total, c.duplicate_packets_total), (1, 1, 1));
     assert_eq!(c.cc_gaps_total, 0);
 }
+
+#[test]
+fn demuxer_can_move_to_a_shard_thread() {
+    fn is_send<T: Send>() {}
+    is_send::<Demuxer>();
+}
