@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod av;
 pub mod codec;
 pub mod datagram;
+pub mod demux;
 pub mod dts_pace;
 pub mod filter;
 pub mod framing;
