@@ -96,3 +96,120 @@ fn a_copy_of_a_copy_carries_the_stream_and_upstreams_are_found_at_run_time() {
     assert_eq!(get_json(addr, "/api/v1/streams")["streams"].as_array().map(Vec::len), Some(4));
     stop_node(node);
 }
+
+/// A 4 s clip unlike the fixture: 192x144 H.264 and stereo MP2 at 44.1 kHz,
+/// made by ffmpeg (the test suite's command installs it).
+fn make_other_clip(path: &Path) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=192x144:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "4"])
+        .args(["-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "mp2", "-ac", "2", "-f", "mpegts"])
+        .arg(path)
+        .output()
+        .expect("ffmpeg must be installed (the README's test command installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Per stream of `path`: (codec_type, codec_name, start_time, packets).
+fn streams_of(path: &Path) -> Vec<(String, String, f64, u64)> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-show_streams", "-of", "json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let probe: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    let num = |v: &Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    (probe["streams"].as_array().unwrap().iter())
+        .map(|s| {
+            let packets = s["nb_read_packets"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+            (text(&s["codec_type"]), text(&s["codec_name"]), num(&s["start_time"]), packets)
+        })
+        .collect()
+}
+
+/// What `ffmpeg -v error` says decoding `path`.
+fn decode_errors(path: &Path) -> String {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_mixer_takes_video_of_one_stream_and_audio_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    make_other_clip(&dir.path().join("other.ts"));
+    let config = config_with(
+        dir.path(),
+        &[
+            stream("v", &["file://media/clip.ts?loop=true"]),
+            stream("a", &["file://media/other.ts?loop=true"]),
+            stream("down", &["mixer://v,a"]),
+            stream("cont", &["mixer://v,a?audio_failure=continue"]),
+            stream("lost", &["mixer://v,nosuch"]),
+        ]
+        .concat(),
+    );
+    let (node, addr) = start_node(&config);
+    let limit = Duration::from_secs(15);
+    wait_for(addr, "down", limit, "the mix to run", running);
+    wait_for(addr, "cont", limit, "the second mix to run", running);
+
+    // Video of `v` (320x240 H.264), audio of `a` (MP2), starting together.
+    let path = dir.path().join("mix.ts");
+    let ts = record_for(addr, "down", 4.0);
+    std::fs::write(&path, &ts[..ts.len() / 188 * 188]).unwrap();
+    let (codecs, size) = codecs_and_size(&path);
+    assert_eq!((codecs, size), (vec!["h264".to_owned(), "mp2".to_owned()], (320, 240)));
+    let streams = streams_of(&path);
+    eprintln!("mixed: {streams:?}");
+    let (video, audio) = (&streams[0], &streams[1]);
+    assert!(video.3 >= 50 && audio.3 >= 50, "packets in 4 s: {streams:?}");
+    assert!((video.2 - audio.2).abs() < 0.1, "A/V start not aligned within 100 ms: {streams:?}");
+    let errors = decode_errors(&path);
+    assert!(errors.is_empty(), "ffmpeg: {errors}");
+    for pid in common::probe_json(&path)["pids"].as_array().unwrap() {
+        assert_eq!(pid["cc_errors"], 0, "{pid}");
+    }
+
+    // A missing upstream is a run-time error of the input.
+    wait_for(addr, "lost", limit, "the missing audio upstream's error", |d| {
+        d["inputs"][0]["last_error"].as_str().is_some_and(|e| e.contains("no stream 'nosuch' for the mixer's audio"))
+    });
+
+    // The audio stream goes: `down` ends, `cont` goes on with video alone.
+    let (code, body) = call(addr, "DELETE", "/api/v1/streams/a", None, None);
+    assert_eq!(code, 204, "{body}");
+    wait_for(addr, "down", limit, "the mix to end with its audio", |d| d["state"] == "finished");
+    std::thread::sleep(Duration::from_millis(500));
+    let detail = get_json(addr, "/api/v1/streams/cont");
+    assert_eq!(detail["state"], "running", "{detail:#}");
+    let path = dir.path().join("video_only.ts");
+    let ts = record_for(addr, "cont", 2.0);
+    std::fs::write(&path, &ts[..ts.len() / 188 * 188]).unwrap();
+    let streams = streams_of(&path);
+    let video: Vec<_> = streams.iter().filter(|s| s.0 == "video").collect();
+    assert!(video.len() == 1 && video[0].3 >= 25, "video goes on: {streams:?}");
+    assert!(streams.iter().all(|s| s.0 != "audio" || s.3 == 0), "no audio after its end: {streams:?}");
+
+    // The video stream goes: the mix ends.
+    let (code, body) = call(addr, "DELETE", "/api/v1/streams/v", None, None);
+    assert_eq!(code, 204, "{body}");
+    wait_for(addr, "cont", limit, "the mix to end with its video", |d| d["state"] == "finished");
+
+    // A mixer of itself, or beside another input, is refused.
+    let (code, body) = call(addr, "POST", "/api/v1/streams", Some(r#"{"id":"m","inputs":["mixer://v,m"]}"#), None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("a stream cannot mix itself"), "{body}");
+    let (code, body) =
+        call(addr, "POST", "/api/v1/streams", Some(r#"{"id":"m","inputs":["copy://v","mixer://v,a"]}"#), None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("a mixer must be its stream's only input"), "{body}");
+    stop_node(node);
+}

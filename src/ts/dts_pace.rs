@@ -64,8 +64,8 @@ impl DtsPacer {
             && let Some(ahead) = u64::try_from(dts.saturating_sub(anchor_dts)).ok()
         {
             let due = wall.saturating_add(ticks_to_duration(ahead));
-            let in_limits = due <= now.saturating_add(self.limits.max_lead)
-                && due.saturating_add(self.limits.max_late) >= now;
+            let in_limits =
+                due <= now.saturating_add(self.limits.max_lead) && due.saturating_add(self.limits.max_late) >= now;
             if in_limits {
                 return due.max(now);
             }

@@ -1,20 +1,41 @@
 //! Inputs that read other streams of the node: `copy://` (their chunks,
 //! passthrough) and `mixer://` (video of one, audio of another, re-muxed).
 //!
+//! A mixer reads its upstreams' AV hubs ([`Directory::av`]); the first
+//! reader of a stream starts its demux task on its own shard, and the task
+//! ends with the stream or its last reader, so demux runs only while
+//! someone reads AV packets.
+//!
 //! A missing upstream fails the open, so the supervisor backs off and
 //! retries (it may be created later) and the input shows as degraded; an
 //! upstream that is deleted or replaced closes its hub, which is the end of
 //! this input's data.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::clock::{Clock, SystemClock};
 use crate::hub::RecvError;
 use crate::input::playout::drive::ChunkSink;
-use crate::url::MixerSpec;
+use crate::node::directory::{AvSubscription, DemuxFeed, Directory};
+use crate::node::supervisor::Event;
+use crate::ts::demux::{DRAIN_BATCH, Demuxer};
+use crate::ts::mix::Mix;
+use crate::ts::mux::{MuxConfig, Muxer};
+use crate::url::{AudioFailure, MixerSpec};
 
 use super::input::{InputSink, Outcome};
-use crate::node::supervisor::Event;
 
 /// Chunks taken from the upstream hub per batch.
 const COPY_BATCH: usize = 64;
+/// AV packets taken from an AV hub, or drained from the demuxer, per batch.
+const AV_BATCH: usize = DRAIN_BATCH;
+/// Bytes the mixer's muxer writes into before a chunk is cut off.
+const MUX_BUFFER: usize = 64 * 1024;
+/// How often an idle demux task looks whether it still has readers.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs a `copy://` input: the upstream's chunks as they are.
 pub(super) async fn copy(sink: &mut InputSink, stream: &str) -> Outcome {
@@ -33,7 +54,106 @@ pub(super) async fn copy(sink: &mut InputSink, stream: &str) -> Outcome {
     }
 }
 
-/// Runs a `mixer://` input.
-pub(super) async fn mix(_sink: &mut InputSink, _mix: MixerSpec) -> Outcome {
-    Outcome::OpenFailed("mixer:// is not built yet".into())
+/// Runs a `mixer://` input: video packets of one stream and audio packets
+/// of another, on one timeline ([`Mix`]), muxed back to TS.
+pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
+    let directory = Arc::clone(&sink.core.borrow().directory);
+    let Some(mut video) = subscribe_av(&directory, &spec.video) else {
+        return Outcome::OpenFailed(format!("no stream '{}' for the mixer's video", spec.video));
+    };
+    let Some(mut audio) = subscribe_av(&directory, &spec.audio) else {
+        return Outcome::OpenFailed(format!("no stream '{}' for the mixer's audio", spec.audio));
+    };
+    let mut muxer = match Muxer::new(MuxConfig::default()) {
+        Ok(muxer) => muxer,
+        Err(e) => return Outcome::OpenFailed(e.to_string()),
+    };
+    sink.report(|input| Event::Opened { input }, None);
+    let clock = SystemClock;
+    let started = clock.now();
+    let mut mix = Mix::new();
+    let mut out = BytesMut::with_capacity(MUX_BUFFER);
+    let (mut video_batch, mut audio_batch) = (Vec::with_capacity(AV_BATCH), Vec::with_capacity(AV_BATCH));
+    let mut audio_open = true;
+    let mut chunks = Vec::with_capacity(1);
+    loop {
+        tokio::select! {
+            got = video.packets.recv_batch(&mut video_batch, AV_BATCH) => match got {
+                Ok(_) => {
+                    let now = clock.now().saturating_duration_since(started);
+                    for pkt in video_batch.drain(..) {
+                        if let Some(pkt) = mix.video(pkt, now) {
+                            muxer.push(&pkt, &mut out);
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(n)) => sink.lagged(n),
+                // The video ending ends the mix.
+                Err(RecvError::Closed) => return Outcome::Ended,
+            },
+            got = audio.packets.recv_batch(&mut audio_batch, AV_BATCH), if audio_open => match got {
+                Ok(_) => {
+                    let now = clock.now().saturating_duration_since(started);
+                    for pkt in audio_batch.drain(..) {
+                        if let Some(pkt) = mix.audio(pkt, now) {
+                            muxer.push(&pkt, &mut out);
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(n)) => sink.lagged(n),
+                Err(RecvError::Closed) => match spec.audio_failure {
+                    AudioFailure::Down => return Outcome::Ended,
+                    AudioFailure::Continue => {
+                        tracing::warn!(audio = %spec.audio, "the mixer's audio ended; the video goes on alone");
+                        audio_open = false;
+                    }
+                },
+            },
+        }
+        if !out.is_empty() {
+            chunks.push(out.split().freeze());
+            sink.publish_batch(&mut chunks);
+            if out.capacity() < MUX_BUFFER / 4 {
+                out.reserve(MUX_BUFFER);
+            }
+        }
+    }
+}
+
+/// Subscribes to stream `id`'s AV packets, starting its demux task on this
+/// shard when this is the first reader.
+fn subscribe_av(directory: &Arc<Directory>, id: &str) -> Option<AvSubscription> {
+    let mut subscription = directory.av(id)?;
+    if let Some(feed) = subscription.start.take() {
+        tokio::task::spawn_local(run_demux(Arc::clone(directory), feed));
+    }
+    Some(subscription)
+}
+
+/// A stream's demux for its AV readers: its chunks in, AV packets out,
+/// until the stream closes (the readers then see the end) or no reader is
+/// left.
+async fn run_demux(directory: Arc<Directory>, feed: DemuxFeed) {
+    let DemuxFeed { id, mut chunks, mut publisher, leases, generation } = feed;
+    let mut demuxer = Demuxer::new();
+    let mut batch = Vec::with_capacity(COPY_BATCH);
+    let mut packets = Vec::with_capacity(AV_BATCH);
+    loop {
+        let got = tokio::time::timeout(LEASE_CHECK, chunks.recv_batch(&mut batch, COPY_BATCH)).await;
+        let closed = matches!(got, Ok(Err(RecvError::Closed)));
+        for chunk in batch.drain(..) {
+            demuxer.push(&chunk);
+        }
+        if closed {
+            demuxer.flush();
+        }
+        // A lag shows in the packets' continuity counters: the demuxer
+        // marks the next packet of each track it hit as a discontinuity.
+        while demuxer.drain(&mut packets, AV_BATCH) > 0 {
+            publisher.publish_batch(packets.drain(..));
+        }
+        if closed || (leases.strong_count() == 0 && directory.end_demux(&id, generation, &leases)) {
+            return;
+        }
+    }
 }
