@@ -322,7 +322,8 @@ fn main() {
     // Make the pages resident: the in-process rows measure the demux, not
     // page faults.
     black_box(buf.chunks(4096).map(|p| u64::from(p[0])).sum::<u64>());
-    println!("demux bench: {} ({} MiB, {} packets), best of {reps}", path.display(), buf.len() >> 20, buf.len() / 188);
+    let mib = buf.len() as f64 / f64::from(1 << 20);
+    println!("demux bench: {} ({mib:.1} MiB, {} packets), best of {reps}", path.display(), buf.len() / 188);
     if !with_ffmpeg {
         println!("  ffmpeg not found: the ffmpeg rows are skipped (apt-get install -y ffmpeg)");
     }

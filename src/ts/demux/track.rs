@@ -120,9 +120,13 @@ impl Track {
             sink.counters.skipped_es_packets_total += 1;
             return;
         }
-        let af = pk.adaptation_field();
-        let (af_discontinuity, random_access) =
-            af.as_ref().map_or((false, false), |af| (af.discontinuity_indicator(), af.random_access_indicator()));
+        // The adaptation field's flags byte, read in place: cheaper than
+        // building the reader's AdaptationField for every packet.
+        let flags = match pk.buffer() {
+            [_, _, _, b3, len, flags, ..] if b3 & 0x20 != 0 && *len > 0 => *flags,
+            _ => 0,
+        };
+        let (af_discontinuity, random_access) = (flags & 0x80 != 0, flags & 0x40 != 0);
         if af_discontinuity {
             self.pending_discontinuity = true;
         }
