@@ -14,13 +14,14 @@
 //! sources only with a multicast group and of its family, filter options in
 //! range: program nonzero, PIDs sorted, distinct, below 8192, at most 64) and its `Display`
 //! parses back to the same spec and displays the same again; a plain path
-//! comes back unchanged with no options (`read` left at auto).
+//! comes back unchanged with no options (`read` left at auto); copy:// and
+//! mixer:// name only valid stream ids.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use uringest::url::{
     FileRead, FilterSpec, InputSpec, MAX_ALLOWED_PIDS, MAX_PKT_SIZE, MAX_RCVBUF, MAX_SOURCES, MIN_PKT_SIZE, MIN_RCVBUF,
-    parse_input,
+    check_stream_id, parse_input,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -63,6 +64,12 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(again.to_string(), shown, "Display not stable");
                 }
                 other => panic!("Display {shown:?} of {input:?} does not parse back: {other:?}"),
+            }
+        }
+        Ok(spec @ (InputSpec::Copy { .. } | InputSpec::Mixer(_))) => {
+            // Stream ids only, each valid.
+            for id in spec.upstreams() {
+                assert!(check_stream_id(id).is_ok(), "bad id accepted: {id:?} from {input:?}");
             }
         }
         Ok(InputSpec::File { path, looping, pace, read, filter }) => {
