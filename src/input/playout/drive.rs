@@ -17,6 +17,9 @@
 //! The wait is on a [`PreciseTimer`]: tokio's timer wheel would add up to
 //! 2 ms (it rounds to the millisecond and parks in whole milliseconds).
 //! When no timerfd can be had, tokio's timer is used and a warning logged.
+//! With [`DriveOptions::align`] (`serve`'s file inputs) the wait is on the
+//! shard's [`ShardTimer`] instead, rounded up to its grid: the shard's
+//! paced files wake together, one timer expiry for all of them.
 
 use std::time::Duration;
 
@@ -38,7 +41,7 @@ impl ChunkSink for Publisher<Bytes> {
         Publisher::publish_batch(self, batch.drain(..));
     }
 }
-use crate::shard::timer::PreciseTimer;
+use crate::shard::timer::{PreciseTimer, ShardTimer, shard_timer};
 
 /// Chunks published per batch at most, and, with `pace=none`, between
 /// yields to the shard's other tasks.
@@ -58,11 +61,15 @@ pub struct DriveOptions {
     pub quantum: Duration,
     /// Stop after this long (`None`: when the playout ends).
     pub run_for: Option<Duration>,
+    /// Wake on the shard's shared grid ([`ShardTimer`]) rather than on a
+    /// timer of its own: every stream of the shard due in the same quantum
+    /// then wakes at once. Meant for the system clock (the grid is).
+    pub align: bool,
 }
 
 impl Default for DriveOptions {
     fn default() -> Self {
-        DriveOptions { quantum: Duration::from_millis(1), run_for: None }
+        DriveOptions { quantum: Duration::from_millis(1), run_for: None, align: false }
     }
 }
 
@@ -192,9 +199,17 @@ pub async fn drive<C: Clock>(
     let mut published = 0;
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     let mut dues: Vec<Duration> = Vec::with_capacity(BATCH);
-    let mut timer = PreciseTimer::new()
-        .map_err(|e| tracing::warn!("no timerfd ({e}): pacing falls back to the 1 ms runtime timer"))
-        .ok();
+    let shared: Option<std::rc::Rc<ShardTimer>> = if options.align {
+        shard_timer().map_err(|e| tracing::warn!("no shard timer ({e}): pacing on a timer of its own")).ok()
+    } else {
+        None
+    };
+    let mut timer = match shared {
+        Some(_) => None,
+        None => PreciseTimer::new()
+            .map_err(|e| tracing::warn!("no timerfd ({e}): pacing falls back to the 1 ms runtime timer"))
+            .ok(),
+    };
     let mut woke = Duration::ZERO;
     loop {
         let now = clock.now() - start;
@@ -223,9 +238,13 @@ pub async fn drive<C: Clock>(
         if let Some(limit) = options.run_for {
             wake_at = wake_at.min(limit);
         }
-        let slept = match timer.as_mut() {
-            Some(timer) => timer.sleep(wake_at.saturating_sub(clock.now() - start)).await,
-            None => {
+        let slept = match (shared.as_ref(), timer.as_mut()) {
+            (Some(shared), _) => {
+                shared.sleep_until(shared.align(start + wake_at, options.quantum)).await;
+                Ok(())
+            }
+            (None, Some(timer)) => timer.sleep(wake_at.saturating_sub(clock.now() - start)).await,
+            (None, None) => {
                 tokio::time::sleep_until(tokio::time::Instant::from_std(start + wake_at)).await;
                 Ok(())
             }
