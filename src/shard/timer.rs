@@ -99,14 +99,23 @@ pub struct ShardTimer {
 #[derive(Default)]
 struct Waiters {
     next_key: u64,
-    /// (key, deadline, waker) of every pending sleep: a few dozen streams
-    /// per shard, so a plain vector.
-    pending: Vec<(u64, Instant, Waker)>,
+    /// Every pending sleep: a few dozen streams per shard, so a plain
+    /// vector.
+    pending: Vec<Pending>,
     /// The deadline the firing task sleeps until, if any.
     armed: Option<Instant>,
     /// Times the timer fired (for tests and diagnosis).
     fired: u64,
     woken: Vec<Waker>,
+    woken_last: Vec<Waker>,
+}
+
+struct Pending {
+    key: u64,
+    at: Instant,
+    /// Woken after the others due at the same expiry.
+    last: bool,
+    waker: Waker,
 }
 
 thread_local! {
@@ -151,7 +160,14 @@ impl ShardTimer {
 
     /// Waits until `at` (returns at once when it has passed).
     pub fn sleep_until(&self, at: Instant) -> SleepUntil<'_> {
-        SleepUntil { timer: self, at, key: None }
+        SleepUntil { timer: self, at, last: false, key: None }
+    }
+
+    /// The same, but woken after every other sleep due at the same
+    /// expiry: the shard's outputs, so they send what the inputs woken
+    /// with them just published rather than a quantum later.
+    pub fn sleep_until_after_others(&self, at: Instant) -> SleepUntil<'_> {
+        SleepUntil { timer: self, at, last: true, key: None }
     }
 
     /// Times the timer has fired so far.
@@ -169,6 +185,7 @@ impl ShardTimer {
 pub struct SleepUntil<'a> {
     timer: &'a ShardTimer,
     at: Instant,
+    last: bool,
     key: Option<u64>,
 }
 
@@ -180,24 +197,24 @@ impl Future for SleepUntil<'_> {
         let mut state = this.timer.state.borrow_mut();
         if SystemClock.now() >= this.at {
             if let Some(key) = this.key.take() {
-                state.pending.retain(|(k, _, _)| *k != key);
+                state.pending.retain(|p| p.key != key);
             }
             return Poll::Ready(());
         }
         match this.key {
             Some(key) => {
-                if let Some(entry) = state.pending.iter_mut().find(|(k, _, _)| *k == key) {
-                    entry.2.clone_from(cx.waker());
+                if let Some(entry) = state.pending.iter_mut().find(|p| p.key == key) {
+                    entry.waker.clone_from(cx.waker());
                 } else {
                     // Woken by the firing task before its time (the clocks
                     // disagree by a hair): wait again.
-                    state.pending.push((key, this.at, cx.waker().clone()));
+                    state.pending.push(Pending { key, at: this.at, last: this.last, waker: cx.waker().clone() });
                 }
             }
             None => {
                 state.next_key += 1;
                 let key = state.next_key;
-                state.pending.push((key, this.at, cx.waker().clone()));
+                state.pending.push(Pending { key, at: this.at, last: this.last, waker: cx.waker().clone() });
                 this.key = Some(key);
             }
         }
@@ -211,7 +228,7 @@ impl Future for SleepUntil<'_> {
 impl Drop for SleepUntil<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
-            self.timer.state.borrow_mut().pending.retain(|(k, _, _)| *k != key);
+            self.timer.state.borrow_mut().pending.retain(|p| p.key != key);
         }
     }
 }
@@ -220,7 +237,7 @@ impl Drop for SleepUntil<'_> {
 /// every sleep due by then.
 async fn fire(timer: Rc<ShardTimer>, mut precise: PreciseTimer) {
     loop {
-        let earliest = timer.state.borrow().pending.iter().map(|(_, at, _)| *at).min();
+        let earliest = timer.state.borrow().pending.iter().map(|p| p.at).min();
         let Some(at) = earliest else {
             timer.state.borrow_mut().armed = None;
             timer.earlier.notified().await;
@@ -242,27 +259,32 @@ async fn fire(timer: Rc<ShardTimer>, mut precise: PreciseTimer) {
             }
         }
         let now = SystemClock.now();
-        let mut woken = {
+        let (mut woken, mut woken_last) = {
             let mut state = timer.state.borrow_mut();
             state.armed = None;
             state.fired += 1;
             let mut woken = std::mem::take(&mut state.woken);
+            let mut woken_last = std::mem::take(&mut state.woken_last);
             // Due sleeps leave the list here, so the next look does not
             // see them again before they run; each finds its time passed.
             let mut index = 0;
             while index < state.pending.len() {
-                if state.pending[index].1 <= now {
-                    woken.push(state.pending.swap_remove(index).2);
+                if state.pending[index].at <= now {
+                    let due = state.pending.swap_remove(index);
+                    if due.last { &mut woken_last } else { &mut woken }.push(due.waker);
                 } else {
                     index += 1;
                 }
             }
-            woken
+            (woken, woken_last)
         };
-        for waker in woken.drain(..) {
+        // The runtime runs woken tasks in the order woken.
+        for waker in woken.drain(..).chain(woken_last.drain(..)) {
             waker.wake();
         }
-        timer.state.borrow_mut().woken = woken;
+        let mut state = timer.state.borrow_mut();
+        state.woken = woken;
+        state.woken_last = woken_last;
     }
 }
 
@@ -355,6 +377,36 @@ mod shard_timer_tests {
             let took = SystemClock.now() - start;
             assert!(took >= Duration::from_millis(2) && took < Duration::from_secs(5), "near sleep took {took:?}");
             far.abort();
+        });
+    }
+
+    #[test]
+    fn sleeps_after_others_run_after_the_rest_due_at_the_same_expiry() {
+        on_a_shard(async {
+            let timer = shard_timer().unwrap();
+            let at = timer.align(SystemClock.now() + Duration::from_millis(3), Duration::from_millis(5));
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let mut tasks = Vec::new();
+            // The late one starts waiting first, and still runs last.
+            for (name, last) in [("output", true), ("input a", false), ("input b", false)] {
+                let order = Rc::clone(&order);
+                tasks.push(tokio::task::spawn_local(async move {
+                    let timer = shard_timer().unwrap();
+                    if last {
+                        timer.sleep_until_after_others(at).await;
+                    } else {
+                        timer.sleep_until(at).await;
+                    }
+                    order.borrow_mut().push(name);
+                }));
+                tokio::task::yield_now().await;
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let order = order.borrow();
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2], "output", "{order:?}");
         });
     }
 }

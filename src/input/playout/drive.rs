@@ -193,7 +193,10 @@ pub async fn drive<C: Clock>(
     options: DriveOptions,
 ) -> Result<DriveReport, PlayoutError> {
     let start = clock.now();
-    let lead = options.quantum / 2;
+    // Released this far ahead of due. On the shard grid a wake-up cannot
+    // be moved to a due time, so it releases a whole quantum ahead: never
+    // late, and the outputs, which re-pace, have it in hand.
+    let lead = if options.align { options.quantum } else { options.quantum / 2 };
     let mut errors = PacingErrors::default();
     let mut wakeups = 0;
     let mut published = 0;
@@ -234,7 +237,11 @@ pub async fn drive<C: Clock>(
             tokio::task::yield_now().await;
             continue;
         };
-        let mut wake_at = at.saturating_sub(lead).max(woke + options.quantum);
+        // On the shard's grid, wake-ups are a grid step apart already;
+        // adding the quantum to the (slightly late) last wake-up would
+        // round up to every other grid point.
+        let spacing = if shared.is_some() { woke } else { woke + options.quantum };
+        let mut wake_at = at.saturating_sub(lead).max(spacing);
         if let Some(limit) = options.run_for {
             wake_at = wake_at.min(limit);
         }
