@@ -19,7 +19,13 @@
 //! When no timerfd can be had, tokio's timer is used and a warning logged.
 //! With [`DriveOptions::align`] (`serve`'s file inputs) the wait is on the
 //! shard's [`ShardTimer`] instead, rounded up to its grid: the shard's
-//! paced files wake together, one timer expiry for all of them.
+//! paced files (and, after them, its UDP outputs) wake together, one timer
+//! expiry for all of them. A grid wake-up cannot move to a due time, so it
+//! releases a whole quantum ahead instead of half: emissions are up to a
+//! quantum early, never late (the outputs re-pace). In perf/serve.sh
+//! (64 files, 20 ms quantum) this cut the node's CPU to about 0.7x of a
+//! timerfd per file, and the longest silence on a group from 40 ms to
+//! 24-33 ms.
 
 use std::time::Duration;
 
