@@ -132,7 +132,7 @@ pub fn run(options: &PaceBenchOptions) -> Result<PaceBenchReport, PaceBenchError
         let file = MappedFile::open(&path)?;
         let playout = Playout::new(FileChunks::new(file, true, DEFAULT_CHUNK_PACKETS), true, Pace::Pcr);
         let (mut publisher, _hub) = Hub::<Bytes>::new(HUB_CAPACITY)?;
-        let drive_options = DriveOptions { quantum: options.quantum, run_for: Some(options.duration) };
+        let drive_options = DriveOptions { quantum: options.quantum, run_for: Some(options.duration), align: false };
         let done = shards.spawn(move || async move {
             drive(playout, &mut publisher, SystemClock, drive_options).await.map_err(|e| (path, e))
         })?;

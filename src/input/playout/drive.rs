@@ -17,6 +17,15 @@
 //! The wait is on a [`PreciseTimer`]: tokio's timer wheel would add up to
 //! 2 ms (it rounds to the millisecond and parks in whole milliseconds).
 //! When no timerfd can be had, tokio's timer is used and a warning logged.
+//! With [`DriveOptions::align`] (`serve`'s file inputs) the wait is on the
+//! shard's [`ShardTimer`] instead, rounded up to its grid: the shard's
+//! paced files (and, after them, its UDP outputs) wake together, one timer
+//! expiry for all of them. A grid wake-up cannot move to a due time, so it
+//! releases a whole quantum ahead instead of half: emissions are up to a
+//! quantum early, never late (the outputs re-pace). In perf/serve.sh
+//! (64 files, 20 ms quantum) this cut the node's CPU to about 0.7x of a
+//! timerfd per file, and the longest silence on a group from 40 ms to
+//! 24-33 ms.
 
 use std::time::Duration;
 
@@ -38,7 +47,7 @@ impl ChunkSink for Publisher<Bytes> {
         Publisher::publish_batch(self, batch.drain(..));
     }
 }
-use crate::shard::timer::PreciseTimer;
+use crate::shard::timer::{PreciseTimer, ShardTimer, shard_timer};
 
 /// Chunks published per batch at most, and, with `pace=none`, between
 /// yields to the shard's other tasks.
@@ -58,11 +67,15 @@ pub struct DriveOptions {
     pub quantum: Duration,
     /// Stop after this long (`None`: when the playout ends).
     pub run_for: Option<Duration>,
+    /// Wake on the shard's shared grid ([`ShardTimer`]) rather than on a
+    /// timer of its own: every stream of the shard due in the same quantum
+    /// then wakes at once. Meant for the system clock (the grid is).
+    pub align: bool,
 }
 
 impl Default for DriveOptions {
     fn default() -> Self {
-        DriveOptions { quantum: Duration::from_millis(1), run_for: None }
+        DriveOptions { quantum: Duration::from_millis(1), run_for: None, align: false }
     }
 }
 
@@ -186,15 +199,26 @@ pub async fn drive<C: Clock>(
     options: DriveOptions,
 ) -> Result<DriveReport, PlayoutError> {
     let start = clock.now();
-    let lead = options.quantum / 2;
+    // Released this far ahead of due. On the shard grid a wake-up cannot
+    // be moved to a due time, so it releases a whole quantum ahead: never
+    // late, and the outputs, which re-pace, have it in hand.
+    let lead = if options.align { options.quantum } else { options.quantum / 2 };
     let mut errors = PacingErrors::default();
     let mut wakeups = 0;
     let mut published = 0;
     let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
     let mut dues: Vec<Duration> = Vec::with_capacity(BATCH);
-    let mut timer = PreciseTimer::new()
-        .map_err(|e| tracing::warn!("no timerfd ({e}): pacing falls back to the 1 ms runtime timer"))
-        .ok();
+    let shared: Option<std::rc::Rc<ShardTimer>> = if options.align {
+        shard_timer().map_err(|e| tracing::warn!("no shard timer ({e}): pacing on a timer of its own")).ok()
+    } else {
+        None
+    };
+    let mut timer = match shared {
+        Some(_) => None,
+        None => PreciseTimer::new()
+            .map_err(|e| tracing::warn!("no timerfd ({e}): pacing falls back to the 1 ms runtime timer"))
+            .ok(),
+    };
     let mut woke = Duration::ZERO;
     loop {
         let now = clock.now() - start;
@@ -219,13 +243,21 @@ pub async fn drive<C: Clock>(
             tokio::task::yield_now().await;
             continue;
         };
-        let mut wake_at = at.saturating_sub(lead).max(woke + options.quantum);
+        // On the shard's grid, wake-ups are a grid step apart already;
+        // adding the quantum to the (slightly late) last wake-up would
+        // round up to every other grid point.
+        let spacing = if shared.is_some() { woke } else { woke + options.quantum };
+        let mut wake_at = at.saturating_sub(lead).max(spacing);
         if let Some(limit) = options.run_for {
             wake_at = wake_at.min(limit);
         }
-        let slept = match timer.as_mut() {
-            Some(timer) => timer.sleep(wake_at.saturating_sub(clock.now() - start)).await,
-            None => {
+        let slept = match (shared.as_ref(), timer.as_mut()) {
+            (Some(shared), _) => {
+                shared.sleep_until(shared.align(start + wake_at, options.quantum)).await;
+                Ok(())
+            }
+            (None, Some(timer)) => timer.sleep(wake_at.saturating_sub(clock.now() - start)).await,
+            (None, None) => {
                 tokio::time::sleep_until(tokio::time::Instant::from_std(start + wake_at)).await;
                 Ok(())
             }

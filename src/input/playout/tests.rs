@@ -177,3 +177,39 @@ fn a_file_without_pcr_is_refused_under_pace_pcr() {
     assert!(err.to_string().contains("no PCR"), "{err}");
     assert!(err.to_string().contains("pace=none"), "{err}");
 }
+
+fn copy(copies: &mut PassBuffers, bytes: &[u8]) -> Bytes {
+    let buffer = copies.copy_of(bytes);
+    copies.issue(buffer)
+}
+
+#[test]
+fn pass_copies_reuse_a_buffer_once_every_slice_of_it_dropped() {
+    let mut copies = PassBuffers::default();
+    let first = copy(&mut copies, &[1u8; 376]);
+    let slice = first.slice(188..);
+    let first_ptr = first.as_ptr();
+    drop(first);
+    // A slice still in use (say, in the hub): the buffer is not reused.
+    let second = copy(&mut copies, &[2u8; 376]);
+    assert_ne!(second.as_ptr(), first_ptr);
+    assert_eq!(&slice[..], &[1u8; 188][..], "the slice in use is untouched");
+    drop(slice);
+    // Now nobody holds the first: the next copy goes into it.
+    let third = copy(&mut copies, &[3u8; 376]);
+    assert_eq!(third.as_ptr(), first_ptr);
+    assert_eq!(&third[..], &[3u8; 376][..]);
+    assert_eq!(&second[..], &[2u8; 376][..]);
+    assert_eq!(copies.bytes_copied, 3 * 376);
+}
+
+#[test]
+fn pass_copies_track_a_bounded_number_of_buffers() {
+    let mut copies = PassBuffers::default();
+    // Every copy kept alive by its user: nothing is ever free, and the
+    // tracking does not grow past its bound.
+    let held: Vec<Bytes> = (0..MAX_TRACKED_COPIES + 10).map(|_| copy(&mut copies, &[0u8; 188])).collect();
+    assert_eq!(copies.issued.len(), MAX_TRACKED_COPIES);
+    let ptrs: std::collections::HashSet<*const u8> = held.iter().map(|b| b.as_ptr()).collect();
+    assert_eq!(ptrs.len(), held.len(), "no buffer in use was handed out twice");
+}

@@ -29,7 +29,8 @@ use super::upstream;
 const FILE_CHUNK_PACKETS: usize = 7 * 16;
 /// Shortest time between two wake-ups of a paced file: a node plays many
 /// files, and the UDP outputs pace what it publishes anyway (at 1 ms, 64
-/// files spent more CPU on timers than on their data).
+/// files spent more CPU on timers than on their data). The files of a
+/// shard wake together on its shared timer's grid of this step.
 const DRIVE_QUANTUM: Duration = Duration::from_millis(20);
 
 /// Hands an input's batches to the stream.
@@ -183,7 +184,9 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
             let looping = looping.unwrap_or(false);
             let playout =
                 Playout::new(FileChunks::new(file, looping, FILE_CHUNK_PACKETS), looping, pace.unwrap_or(Pace::Pcr));
-            match drive(playout, sink, SystemClock, DriveOptions { quantum: DRIVE_QUANTUM, run_for: None }).await {
+            match drive(playout, sink, SystemClock, DriveOptions { quantum: DRIVE_QUANTUM, run_for: None, align: true })
+                .await
+            {
                 Ok(_) => Outcome::Ended,
                 Err(e) => Outcome::Failed(format!("{}: {e}", path.display())),
             }

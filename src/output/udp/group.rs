@@ -6,7 +6,9 @@
 //! second, more than the sending). Here outputs join and leave a single
 //! per-shard group: one tick serves them all, and an idle output costs a
 //! `try_recv` per tick. With no outputs at all the task sleeps until one
-//! joins.
+//! joins. The ticks are on the shard timer's grid, after the paced file
+//! inputs due at the same instant (`shard::timer::ShardTimer`): one
+//! wake-up of the shard publishes and sends.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -69,7 +71,13 @@ impl ShardOutputs {
 
 async fn run<C: Clock>(group: Rc<ShardOutputs>, clock: C) {
     let start: Instant = clock.now();
-    let mut ticker = Ticker::new(start);
+    let mut ticker = match crate::shard::timer::shard_timer() {
+        Ok(shared) => Ticker::on_shard_grid(start, shared),
+        Err(e) => {
+            tracing::warn!("no shard timer ({e}): UDP outputs tick on a timer of their own");
+            Ticker::new(start)
+        }
+    };
     let mut outputs: Vec<(u64, UdpOutput)> = Vec::new();
     loop {
         outputs.append(&mut group.joining.borrow_mut());

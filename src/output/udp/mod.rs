@@ -36,7 +36,7 @@ use super::spec::{StartAt, UdpOutSpec};
 use crate::bench::socket::{Destination, open as open_socket};
 use crate::clock::Clock;
 use crate::hub::{Subscriber, TryRecvError};
-use crate::shard::timer::PreciseTimer;
+use crate::shard::timer::{PreciseTimer, ShardTimer};
 use sys::GatherSender;
 
 /// The finest tick while data flows. At 1 Gbit/s a tick carries about 8
@@ -358,6 +358,8 @@ fn tick_for<'a>(outputs: impl Iterator<Item = &'a UdpOutput> + Clone, now: Durat
 struct Ticker {
     start: Instant,
     timer: Option<PreciseTimer>,
+    /// The shard's timer, when the ticks are on its grid instead.
+    shared: Option<std::rc::Rc<ShardTimer>>,
     next_tick: Duration,
 }
 
@@ -369,11 +371,23 @@ impl Ticker {
         let timer = PreciseTimer::new()
             .map_err(|e| tracing::warn!("no timerfd ({e}): UDP outputs tick on the 1 ms runtime timer"))
             .ok();
-        Ticker { start, timer, next_tick: Duration::ZERO }
+        Ticker { start, timer, shared: None, next_tick: Duration::ZERO }
+    }
+
+    /// Ticks on the shard timer's grid (each tick rounded up to a multiple
+    /// of itself), woken after the shard's paced inputs due at the same
+    /// instant: what they publish goes out in the same wake-up, and the
+    /// shard wakes once per quantum for inputs and outputs together.
+    fn on_shard_grid(start: Instant, shared: std::rc::Rc<ShardTimer>) -> Ticker {
+        crate::bench::sys::tighten_timer_slack();
+        Ticker { start, timer: None, shared: Some(shared), next_tick: Duration::ZERO }
     }
 
     /// Waits for the next tick, `tick` after the last on a fixed grid.
     async fn wait<C: Clock>(&mut self, tick: Duration, clock: &C) {
+        if let Some(shared) = self.shared.clone() {
+            return self.wait_on_grid(&shared, tick, clock).await;
+        }
         self.next_tick += tick;
         let after = clock.now() - self.start;
         if self.next_tick <= after {
@@ -396,6 +410,26 @@ impl Ticker {
             tracing::warn!("timerfd failed ({e}): UDP outputs tick on the 1 ms runtime timer");
             self.timer = None;
         }
+    }
+}
+
+impl Ticker {
+    /// Waits for the next point of the shard grid of step `tick` or a
+    /// little finer: [`MAX_TICK`] divided by a whole number, so every
+    /// [`MAX_TICK`] point (where the shard's paced files wake) is a tick.
+    async fn wait_on_grid<C: Clock>(&mut self, shared: &ShardTimer, tick: Duration, clock: &C) {
+        let per_max = MAX_TICK.as_nanos().div_ceil(tick.as_nanos().max(1)).max(1);
+        let step = Duration::from_nanos(u64::try_from(MAX_TICK.as_nanos() / per_max).unwrap_or(1).max(1));
+        let after = clock.now() - self.start;
+        let at = shared.align(self.start + self.next_tick + step, step);
+        if at <= self.start + after {
+            // The round overran the tick: as in `wait`, go again at once.
+            self.next_tick = after;
+            tokio::task::yield_now().await;
+            return;
+        }
+        self.next_tick = at.saturating_duration_since(self.start);
+        shared.sleep_until_after_others(at).await;
     }
 }
 
