@@ -97,20 +97,6 @@ fn a_copy_of_a_copy_carries_the_stream_and_upstreams_are_found_at_run_time() {
     stop_node(node);
 }
 
-/// A 4 s clip unlike the fixture: 192x144 H.264 and stereo MP2 at 44.1 kHz,
-/// made by ffmpeg (the test suite's command installs it).
-fn make_other_clip(path: &Path) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=192x144:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "4"])
-        .args(["-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "mp2", "-ac", "2", "-f", "mpegts"])
-        .arg(path)
-        .output()
-        .expect("ffmpeg must be installed (the README's test command installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Per stream of `path`: (codec_type, codec_name, start_time, packets).
 fn streams_of(path: &Path) -> Vec<(String, String, f64, u64)> {
     let out = std::process::Command::new("ffprobe")
@@ -144,13 +130,22 @@ fn decode_errors(path: &Path) -> String {
 #[test]
 fn a_mixer_takes_video_of_one_stream_and_audio_of_another() {
     let dir = tempfile::tempdir().unwrap();
-    make_other_clip(&dir.path().join("other.ts"));
+    // The video stream is program 3 of the MPTS fixture (192x144 HEVC, and
+    // AC-3 the mixer must drop); the audio stream the H.264 + AAC fixture
+    // (whose H.264 the mixer must drop).
+    std::fs::copy(common::fixture("mpts_3prog.ts"), dir.path().join("mpts.ts")).unwrap();
+    // The mix recorded from its first packet by a file output.
+    let recording = dir.path().join("down.ts");
     let config = config_with(
         dir.path(),
         &[
-            stream("v", &["file://media/clip.ts?loop=true"]),
-            stream("a", &["file://media/other.ts?loop=true"]),
-            stream("down", &["mixer://v,a"]),
+            stream("v", &["file://media/mpts.ts?loop=true&program=3"]),
+            stream("a", &["file://media/clip.ts?loop=true"]),
+            format!(
+                "{}\noutputs = [\"file://{}\"]\n\n",
+                stream("down", &["mixer://v,a"]).trim_end(),
+                recording.display()
+            ),
             stream("cont", &["mixer://v,a?audio_failure=continue"]),
             stream("lost", &["mixer://v,nosuch"]),
         ]
@@ -161,16 +156,20 @@ fn a_mixer_takes_video_of_one_stream_and_audio_of_another() {
     wait_for(addr, "down", limit, "the mix to run", running);
     wait_for(addr, "cont", limit, "the second mix to run", running);
 
-    // Video of `v` (320x240 H.264), audio of `a` (MP2), starting together.
+    // Video of `v` (192x144 HEVC), audio of `a` (AAC), starting together:
+    // four seconds of the recording from the mix's start.
+    std::thread::sleep(Duration::from_secs(4));
     let path = dir.path().join("mix.ts");
-    let ts = record_for(addr, "down", 4.0);
+    let ts = std::fs::read(&recording).unwrap();
     std::fs::write(&path, &ts[..ts.len() / 188 * 188]).unwrap();
     let (codecs, size) = codecs_and_size(&path);
-    assert_eq!((codecs, size), (vec!["h264".to_owned(), "mp2".to_owned()], (320, 240)));
+    assert_eq!((codecs, size), (vec!["hevc".to_owned(), "aac".to_owned()], (192, 144)));
     let streams = streams_of(&path);
     eprintln!("mixed: {streams:?}");
     let (video, audio) = (&streams[0], &streams[1]);
     assert!(video.3 >= 50 && audio.3 >= 50, "packets in 4 s: {streams:?}");
+    let mixer = get_json(addr, "/api/v1/streams/down");
+    assert_eq!(mixer["inputs"][0]["lag_drops_total"], 0, "{mixer:#}");
     assert!((video.2 - audio.2).abs() < 0.1, "A/V start not aligned within 100 ms: {streams:?}");
     let errors = decode_errors(&path);
     assert!(errors.is_empty(), "ffmpeg: {errors}");

@@ -15,7 +15,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -32,6 +32,10 @@ use crate::hub::{RecvError, Subscriber};
 const WRITE_BUFFER: usize = 1 << 20;
 /// Hub items taken per wake-up.
 const BATCH: usize = 256;
+/// Longest time written data may sit in the buffer: a slow stream takes
+/// minutes to fill it, and whoever reads the file meanwhile (a tail, a
+/// player) should not wait that long.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a writer output writes.
 #[derive(Clone, Debug)]
@@ -142,6 +146,14 @@ impl Sink {
         }
     }
 
+    /// Hands what is buffered to the kernel.
+    fn flush(&mut self) -> Result<(), WriterError> {
+        match self {
+            Sink::File(w, path, _) => w.flush().map_err(|source| WriterError::File { path: path.clone(), source }),
+            Sink::Stdout(w) => w.flush().map_err(WriterError::Stdout),
+        }
+    }
+
     /// Writes out what is buffered; a file is also cut back to whole PES
     /// packets, so it is complete as it stands (at rotation and at the end).
     fn close(&mut self) -> Result<(), WriterError> {
@@ -190,6 +202,7 @@ pub fn run<C: Clock>(
     };
     let started: Instant = clock.now();
     let mut segment_start = started;
+    let mut flushed_at = started;
     let mut cut_asked = false;
     let mut lag_log = LagLog::default();
     let mut items = Vec::with_capacity(BATCH);
@@ -250,6 +263,10 @@ pub fn run<C: Clock>(
         }
         report.bytes += written;
         live.bytes.fetch_add(written, Ordering::Relaxed);
+        if failed.is_none() && clock.now().saturating_duration_since(flushed_at) >= FLUSH_EVERY {
+            flushed_at = clock.now();
+            failed = sink.flush().err();
+        }
         if let Some(e) = failed {
             break Err(e);
         }

@@ -5,8 +5,9 @@
 //! same moment belongs together. The mix starts at the first video
 //! keyframe: its PTS becomes [`ORIGIN`], and its arrival time the origin's
 //! wall time. The first audio packet after that is placed at `ORIGIN` plus
-//! the wall time elapsed since, so the two start aligned to within one
-//! arrival batch. From then on each source keeps its own offset, so its
+//! the wall time elapsed since (by its last frame, when it comes as a run
+//! of frames: see [`Mix::audio_frames`]); audio placed before `ORIGIN` is
+//! dropped, so both start at `ORIGIN`, to within an audio frame. From then on each source keeps its own offset, so its
 //! packets keep their spacing exactly; a source whose timestamps jump (a
 //! discontinuity, or more than [`MAX_JUMP`] between packets) is re-anchored
 //! to follow on from its last packet, so the output timeline never jumps.
@@ -151,6 +152,26 @@ impl Mix {
     /// A packet from the audio stream, arrived at `now`: the packet to
     /// mux, or `None` when it is dropped.
     pub fn audio(&mut self, pkt: AvPacket, now: Duration) -> Option<AvPacket> {
+        self.audio_spanning(pkt, now, 0)
+    }
+
+    /// The frames one audio packet was cut into, arrived together at
+    /// `now`, appended to `out` as placed. The first packet of the audio
+    /// anchors the run by its last frame: a muxer sends a PES once its last
+    /// frame is in, so that frame, not the first, is the one on time
+    /// (anchoring by the first put a third of a second of ffmpeg-muxed AAC
+    /// that much late).
+    pub fn audio_frames(&mut self, frames: &mut Vec<AvPacket>, now: Duration, out: &mut Vec<AvPacket>) {
+        let first = frames.first().map_or(0, |f| f.pts);
+        let span = frames.last().map_or(0, |f| f.pts.saturating_sub(first));
+        for frame in frames.drain(..) {
+            out.extend(self.audio_spanning(frame, now, span));
+        }
+    }
+
+    /// [`Mix::audio`], anchoring (when this is the audio's first packet)
+    /// `span` ticks before the arrival.
+    fn audio_spanning(&mut self, pkt: AvPacket, now: Duration, span: i64) -> Option<AvPacket> {
         if !pkt.codec.is_audio() {
             self.counters.wrong_kind += 1;
             return None;
@@ -165,7 +186,13 @@ impl Mix {
         self.audio.track = Some(pkt.track);
         let elapsed = now.saturating_sub(origin);
         let ticks = i64::try_from(elapsed.as_micros().saturating_mul(9) / 100).unwrap_or(i64::MAX);
-        let mut out = self.audio.place(pkt, || ORIGIN.saturating_add(ticks), &mut self.counters);
+        let anchor = ORIGIN.saturating_add(ticks).saturating_sub(span.max(0));
+        let mut out = self.audio.place(pkt, || anchor, &mut self.counters);
+        if out.pts < ORIGIN {
+            // Sound from before the first picture: the mix starts with it.
+            self.counters.before_start += 1;
+            return None;
+        }
         out.track = AUDIO_TRACK;
         Some(out)
     }
@@ -215,6 +242,32 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_frames_is_anchored_by_its_last_frame() {
+        let mut mix = Mix::new();
+        mix.video(pkt(0x100, Codec::H264, 0, true), MS(0)).unwrap();
+        // Three AAC frames (1920 ticks each) arrive together 100 ms later:
+        // the last one is on time, so the first lands 3840 ticks earlier.
+        let mut frames: Vec<AvPacket> = (0..3).map(|n| pkt(0x101, Codec::Aac, 5_000 + n * 1_920, true)).collect();
+        let mut out = Vec::new();
+        mix.audio_frames(&mut frames, MS(100), &mut out);
+        let pts: Vec<i64> = out.iter().map(|p| p.pts).collect();
+        assert_eq!(pts, [ORIGIN + 9_000 - 3_840, ORIGIN + 9_000 - 1_920, ORIGIN + 9_000]);
+        // A run reaching back before the first picture is cut at it.
+        let mut late_start = Mix::new();
+        late_start.video(pkt(0x100, Codec::H264, 0, true), MS(0)).unwrap();
+        let mut frames: Vec<AvPacket> = (0..3).map(|n| pkt(0x101, Codec::Aac, n * 1_920, true)).collect();
+        let mut cut = Vec::new();
+        late_start.audio_frames(&mut frames, MS(30), &mut cut);
+        assert_eq!(cut.iter().map(|p| p.pts).collect::<Vec<_>>(), [ORIGIN + 2_700 - 1_920, ORIGIN + 2_700]);
+        assert_eq!(late_start.counters().before_start, 1);
+        assert!(frames.is_empty());
+        // Later runs keep the spacing, whatever their arrival.
+        let mut more = vec![pkt(0x101, Codec::Aac, 5_000 + 3 * 1_920, true)];
+        mix.audio_frames(&mut more, MS(900), &mut out);
+        assert_eq!(out[3].pts, ORIGIN + 9_000 + 1_920);
+    }
+
+    #[test]
     fn a_jump_or_discontinuity_follows_on_from_the_last_packet() {
         let mut mix = Mix::new();
         let first = mix.video(pkt(1, Codec::H265, 0, true), MS(0)).unwrap();
@@ -240,6 +293,6 @@ mod tests {
         p.pts = i64::MAX;
         assert!(mix.video(p, MS(0)).is_some());
         assert!(mix.video(pkt(1, Codec::H264, i64::MIN, false), MS(1)).is_some());
-        assert!(mix.audio(pkt(2, Codec::Opus, i64::MIN, true), Duration::MAX).is_some());
+        let _ = mix.audio(pkt(2, Codec::Opus, i64::MIN, true), Duration::MAX);
     }
 }

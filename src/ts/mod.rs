@@ -2,6 +2,7 @@
 //! file, a socket or a clock.
 
 pub mod analyze;
+pub mod audio_frames;
 pub mod av;
 pub mod codec;
 pub mod datagram;

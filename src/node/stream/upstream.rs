@@ -21,6 +21,7 @@ use crate::hub::RecvError;
 use crate::input::playout::drive::ChunkSink;
 use crate::node::directory::{AvSubscription, DemuxFeed, Directory};
 use crate::node::supervisor::Event;
+use crate::ts::audio_frames::split_frames;
 use crate::ts::demux::{DRAIN_BATCH, Demuxer};
 use crate::ts::mix::Mix;
 use crate::ts::mux::{MuxConfig, Muxer};
@@ -75,6 +76,7 @@ pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
     let mut out = BytesMut::with_capacity(MUX_BUFFER);
     let (mut video_batch, mut audio_batch) = (Vec::with_capacity(AV_BATCH), Vec::with_capacity(AV_BATCH));
     let mut audio_open = true;
+    let (mut frames, mut placed) = (Vec::new(), Vec::new());
     let mut chunks = Vec::with_capacity(1);
     loop {
         tokio::select! {
@@ -95,8 +97,12 @@ pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
                 Ok(_) => {
                     let now = clock.now().saturating_duration_since(started);
                     for pkt in audio_batch.drain(..) {
-                        if let Some(pkt) = mix.audio(pkt, now) {
-                            muxer.push(&pkt, &mut out);
+                        // One frame per PES: a reader joining at a
+                        // keyframe gets audio from within a frame of it.
+                        split_frames(pkt, &mut frames);
+                        mix.audio_frames(&mut frames, now, &mut placed);
+                        for frame in placed.drain(..) {
+                            muxer.push(&frame, &mut out);
                         }
                     }
                 }
