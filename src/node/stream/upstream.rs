@@ -33,7 +33,8 @@ use super::input::{InputSink, Outcome};
 const COPY_BATCH: usize = 64;
 /// AV packets taken from an AV hub, or drained from the demuxer, per batch.
 const AV_BATCH: usize = DRAIN_BATCH;
-/// Bytes the mixer's muxer writes into before a chunk is cut off.
+/// Room the mixer's muxer writes into; each round's TS is cut off from it
+/// as one chunk, and it is topped up when it runs low.
 const MUX_BUFFER: usize = 64 * 1024;
 /// How often an idle demux task looks whether it still has readers.
 const LEASE_CHECK: Duration = Duration::from_secs(1);
@@ -48,7 +49,14 @@ pub(super) async fn copy(sink: &mut InputSink, stream: &str) -> Outcome {
     let mut batch = Vec::with_capacity(COPY_BATCH);
     loop {
         match reader.recv_batch(&mut batch, COPY_BATCH).await {
-            Ok(_) => sink.publish_batch(&mut batch),
+            Ok(n) => {
+                sink.publish_batch(&mut batch);
+                if n == COPY_BATCH {
+                    // A backlog returns batch after batch without waiting:
+                    // let the shard's other tasks run in between.
+                    tokio::task::yield_now().await;
+                }
+            }
             Err(RecvError::Lagged(n)) => sink.lagged(n),
             Err(RecvError::Closed) => return Outcome::Ended,
         }
