@@ -83,6 +83,17 @@ fn a_copy_of_a_copy_carries_the_stream_and_upstreams_are_found_at_run_time() {
     assert_eq!(code, 201, "{body}");
     wait_for(addr, "late", Duration::from_secs(20), "the late copy to run", running);
 
+    // Replacing an upstream restarts it: its copy reconnects to the new
+    // hub instead of ending.
+    let body = r#"{"inputs":["file://media/clip.ts?loop=true&pace=pcr"]}"#;
+    let (code, body) = call(addr, "PUT", "/api/v1/streams/src", Some(body), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["replaced"], "stream", "{body}");
+    let c1 = wait_for(addr, "c1", Duration::from_secs(20), "the copy to reconnect", |d| {
+        d["inputs"][0]["opens_total"].as_u64().is_some_and(|n| n >= 2) && running(d)
+    });
+    assert!(c1["inputs"][0]["last_error"].as_str().is_some_and(|e| e.contains("stream 'src' restarted")), "{c1:#}");
+
     // Deleting an upstream ends its copy: `c1`'s only input has ended.
     let (code, body) = call(addr, "DELETE", "/api/v1/streams/src", None, None);
     assert_eq!(code, 204, "{body}");

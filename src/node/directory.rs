@@ -87,6 +87,12 @@ impl Directory {
         self.lock().insert(id.to_owned(), Entry { chunks, http, av: None });
     }
 
+    /// Whether stream `id` exists (a reader whose hub closed tells a
+    /// restart from an end by it).
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
     /// Removes stream `id`.
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);

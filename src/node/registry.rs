@@ -192,11 +192,18 @@ impl NodeControl for Arc<Node> {
             return Ok(if plan.outputs { Replaced::Outputs } else { Replaced::Inputs });
         }
         let shard = old.shard;
+        // The directory keeps the id while the stream restarts, so its
+        // copy and mixer readers see a restart (and reconnect), not an end.
         if let Some(old) = streams.remove(id) {
-            self.set_tap(id, None);
             old.stop().await;
         }
-        let handle = StreamHandle::start(&self.shards, shard, config, &self.directory).await?;
+        let handle = match StreamHandle::start(&self.shards, shard, config, &self.directory).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                self.set_tap(id, None);
+                return Err(e);
+            }
+        };
         self.set_tap(id, Some(&handle));
         streams.insert(id.to_owned(), handle);
         Ok(Replaced::Stream)

@@ -7,9 +7,10 @@
 //! someone reads AV packets.
 //!
 //! A missing upstream fails the open, so the supervisor backs off and
-//! retries (it may be created later) and the input shows as degraded; an
-//! upstream that is deleted or replaced closes its hub, which is the end of
-//! this input's data.
+//! retries (it may be created later) and the input shows as degraded. An
+//! upstream's hub closes when the stream is deleted, which is the end of
+//! this input's data, or restarted by a replace, which is a transient
+//! failure: the input reconnects to the new hub after the backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +59,19 @@ pub(super) async fn copy(sink: &mut InputSink, stream: &str) -> Outcome {
                 }
             }
             Err(RecvError::Lagged(n)) => sink.lagged(n),
-            Err(RecvError::Closed) => return Outcome::Ended,
+            Err(RecvError::Closed) => return upstream_closed(sink, stream),
         }
+    }
+}
+
+/// What an upstream's closed hub means: the end of this input when the
+/// stream is gone, a transient failure (reconnect after backoff) when it
+/// is still there, restarted by a replace.
+fn upstream_closed(sink: &InputSink, stream: &str) -> Outcome {
+    if sink.core.borrow().directory.contains(stream) {
+        Outcome::Failed(format!("stream '{stream}' restarted"))
+    } else {
+        Outcome::Ended
     }
 }
 
@@ -99,7 +111,7 @@ pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
                 }
                 Err(RecvError::Lagged(n)) => sink.lagged(n),
                 // The video ending ends the mix.
-                Err(RecvError::Closed) => return Outcome::Ended,
+                Err(RecvError::Closed) => return upstream_closed(sink, &spec.video),
             },
             got = audio.packets.recv_batch(&mut audio_batch, AV_BATCH), if audio_open => match got {
                 Ok(_) => {
@@ -116,7 +128,7 @@ pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
                 }
                 Err(RecvError::Lagged(n)) => sink.lagged(n),
                 Err(RecvError::Closed) => match spec.audio_failure {
-                    AudioFailure::Down => return Outcome::Ended,
+                    AudioFailure::Down => return upstream_closed(sink, &spec.audio),
                     AudioFailure::Continue => {
                         tracing::warn!(audio = %spec.audio, "the mixer's audio ended; the video goes on alone");
                         audio_open = false;
