@@ -179,8 +179,13 @@ fn a_mixer_takes_video_of_one_stream_and_audio_of_another() {
     eprintln!("mixed: {streams:?}");
     let (video, audio) = (&streams[0], &streams[1]);
     assert!(video.3 >= 50 && audio.3 >= 50, "packets in 4 s: {streams:?}");
+    // The other kind's packets were dropped and counted; the looped
+    // upstreams' timelines never jumped.
     let mixer = get_json(addr, "/api/v1/streams/down");
-    assert_eq!(mixer["inputs"][0]["lag_drops_total"], 0, "{mixer:#}");
+    let input = &mixer["inputs"][0];
+    assert_eq!(input["lag_drops_total"], 0, "{mixer:#}");
+    assert!(input["mix_dropped_total"].as_u64().is_some_and(|n| n > 100), "{mixer:#}");
+    assert_eq!(input["mix_realigned_total"], 0, "{mixer:#}");
     assert!((video.2 - audio.2).abs() < 0.1, "A/V start not aligned within 100 ms: {streams:?}");
     let errors = decode_errors(&path);
     assert!(errors.is_empty(), "ffmpeg: {errors}");

@@ -94,6 +94,15 @@ const INPUT: &[Family<InputStatus>] = &[
     ("input_lag_drops_total", Kind::Counter, "Upstream items a copy or mixer input missed by falling behind.", |i| {
         Num::U(i.lag_drops_total)
     }),
+    (
+        "input_mix_dropped_total",
+        Kind::Counter,
+        "AV packets a mixer dropped (wrong kind, extra track, before start).",
+        |i| Num::U(i.mix_dropped_total),
+    ),
+    ("input_mix_realigned_total", Kind::Counter, "Times a mixer re-anchored an upstream's jumping timestamps.", |i| {
+        Num::U(i.mix_realigned_total)
+    }),
     ("input_active", Kind::Gauge, "1 when the input feeds the outputs.", |i| Num::U(u64::from(i.active))),
 ];
 

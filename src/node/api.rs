@@ -130,6 +130,11 @@ pub struct InputStatus {
     /// Items the upstream stream overwrote before this input read them
     /// (`copy://`, `mixer://`).
     pub lag_drops_total: u64,
+    /// AV packets a mixer dropped: of the wrong kind for their upstream,
+    /// of a second track, or from before the mix started.
+    pub mix_dropped_total: u64,
+    /// Times a mixer re-anchored an upstream whose timestamps jumped.
+    pub mix_realigned_total: u64,
     /// Seconds since its last data.
     pub last_data_ago_s: Option<f64>,
     /// Seconds it has delivered without a gap of `input_timeout`.

@@ -47,6 +47,22 @@ pub struct MixCounters {
     pub realigned: u64,
 }
 
+impl MixCounters {
+    /// Packets dropped, for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.wrong_kind + self.extra_tracks + self.before_start
+    }
+
+    /// These counters plus the growth from `before` to `now` (one open's
+    /// counts added to those of earlier opens).
+    pub fn add_growth(&mut self, before: MixCounters, now: MixCounters) {
+        self.wrong_kind += now.wrong_kind.saturating_sub(before.wrong_kind);
+        self.extra_tracks += now.extra_tracks.saturating_sub(before.extra_tracks);
+        self.before_start += now.before_start.saturating_sub(before.before_start);
+        self.realigned += now.realigned.saturating_sub(before.realigned);
+    }
+}
+
 /// One source's mapping onto the output clock.
 #[derive(Debug, Default)]
 struct Source {

@@ -106,6 +106,8 @@ impl FakeNode {
                     kernel_drops_total: 0,
                     rtp_gaps_total: 0,
                     lag_drops_total: 0,
+                    mix_dropped_total: 0,
+                    mix_realigned_total: 0,
                     last_data_ago_s: Some(0.1),
                     healthy_for_s: Some(1.0),
                     retry_in_s: None,

@@ -23,6 +23,7 @@ use crate::node::supervisor::{Action, Event, InputState, Supervisor, SupervisorC
 use crate::output::udp::LiveCounters;
 use crate::shard::Backend;
 use crate::ts::filter::TsFilter;
+use crate::ts::mix::MixCounters;
 use crate::ts::monitor::StreamMonitor;
 
 use super::input;
@@ -94,6 +95,8 @@ pub struct InputSlot {
     pub rtp_gaps: u64,
     /// Upstream hub items missed (copy, mixer), over every open.
     pub lag_drops: u64,
+    /// What a mixer dropped or repaired, over every open.
+    pub mix: MixCounters,
     /// Pool use of the current open, counters over every open.
     pub pool: PoolUse,
     /// The last error, one line.
@@ -367,6 +370,8 @@ impl Core {
                     kernel_drops_total: slot.kernel_drops,
                     rtp_gaps_total: slot.rtp_gaps,
                     lag_drops_total: slot.lag_drops,
+                    mix_dropped_total: slot.mix.dropped(),
+                    mix_realigned_total: slot.mix.realigned,
                     last_data_ago_s: ago(health.and_then(|h| h.last_data)),
                     healthy_for_s: ago(health.and_then(|h| h.healthy_since)),
                     retry_in_s: health.and_then(|h| h.next_retry).map(|t| t.saturating_sub(now).as_secs_f64()),

@@ -20,6 +20,7 @@ use crate::input::playout::drive::{ChunkSink, DriveOptions, drive};
 use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
 use crate::input::udp::UdpInput;
 use crate::node::supervisor::{Action, Event};
+use crate::ts::mix::MixCounters;
 use crate::url::{InputSpec, Pace};
 
 use super::core::{Core, UdpDelta, carry_out, dispatch};
@@ -67,6 +68,13 @@ impl InputSink {
             self.core.borrow_mut().note_error(index, error);
         }
         dispatch(&self.core, make(index));
+    }
+
+    /// Adds what a mixer counted since `before` (its counters now: `now`).
+    pub(super) fn mix_counted(&self, before: MixCounters, now: MixCounters) {
+        if let Some(index) = self.index() {
+            self.core.borrow_mut().inputs[index].mix.add_growth(before, now);
+        }
     }
 
     /// Counts upstream hub items this input missed.

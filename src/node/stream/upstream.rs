@@ -24,7 +24,7 @@ use crate::node::directory::{AvSubscription, DemuxFeed, Directory};
 use crate::node::supervisor::Event;
 use crate::ts::audio_frames::split_frames;
 use crate::ts::demux::{DRAIN_BATCH, Demuxer};
-use crate::ts::mix::Mix;
+use crate::ts::mix::{Mix, MixCounters};
 use crate::ts::mux::{MuxConfig, Muxer};
 use crate::url::{AudioFailure, MixerSpec};
 
@@ -93,6 +93,7 @@ pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
     let clock = SystemClock;
     let started = clock.now();
     let mut mix = Mix::new();
+    let mut counted = MixCounters::default();
     let mut out = BytesMut::with_capacity(MUX_BUFFER);
     let (mut video_batch, mut audio_batch) = (Vec::with_capacity(AV_BATCH), Vec::with_capacity(AV_BATCH));
     let mut audio_open = true;
@@ -135,6 +136,10 @@ pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
                     }
                 },
             },
+        }
+        if mix.counters() != counted {
+            sink.mix_counted(counted, mix.counters());
+            counted = mix.counters();
         }
         if !out.is_empty() {
             chunks.push(out.split().freeze());
