@@ -186,6 +186,11 @@ fn a_mixer_takes_video_of_one_stream_and_audio_of_another() {
     assert_eq!(input["lag_drops_total"], 0, "{mixer:#}");
     assert!(input["mix_dropped_total"].as_u64().is_some_and(|n| n > 100), "{mixer:#}");
     assert_eq!(input["mix_realigned_total"], 0, "{mixer:#}");
+    // Demux runs for the upstreams a mixer reads, not for the mix itself.
+    let upstream = get_json(addr, "/api/v1/streams/v");
+    assert!(upstream["demux"]["av_packets_total"].as_u64().is_some_and(|n| n > 100), "{upstream:#}");
+    assert_eq!(upstream["demux"]["cc_gaps_total"], 0, "{upstream:#}");
+    assert!(mixer["demux"].is_null(), "{mixer:#}");
     assert!((video.2 - audio.2).abs() < 0.1, "A/V start not aligned within 100 ms: {streams:?}");
     let errors = decode_errors(&path);
     assert!(errors.is_empty(), "ffmpeg: {errors}");

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use crate::ts::demux::DemuxCounters;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -202,6 +203,9 @@ pub struct StreamDetail {
     pub shard: usize,
     /// Its UDP inputs' use of their buffer pools.
     pub pool: PoolUse,
+    /// Its demux task's counters (skipped streams, PES losses...), while
+    /// someone reads its AV packets (a mixer); `null` otherwise.
+    pub demux: Option<DemuxCounters>,
 }
 
 /// Buffer pool use of a stream's UDP inputs.

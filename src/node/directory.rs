@@ -21,6 +21,7 @@ use bytes::Bytes;
 use crate::hub::{Hub, Publisher, Start, Subscriber};
 use crate::node::api::HttpCounters;
 use crate::ts::av::AvPacket;
+use crate::ts::demux::DemuxCounters;
 
 /// AV packets kept per stream's AV hub: a few seconds of a typical stream.
 pub const AV_HUB_CAPACITY: usize = 512;
@@ -37,11 +38,12 @@ struct Entry {
     av: Option<AvTap>,
 }
 
-/// A running demux task's hub, and the leases of its readers.
+/// A running demux task's hub, the leases of its readers, its counters.
 struct AvTap {
     hub: Hub<AvPacket>,
     leases: Weak<Lease>,
     generation: u64,
+    counters: Arc<Mutex<DemuxCounters>>,
 }
 
 /// The node's streams by id.
@@ -73,6 +75,8 @@ pub struct DemuxFeed {
     pub leases: Weak<Lease>,
     /// Which tap this is, for [`Directory::end_demux`].
     pub generation: u64,
+    /// Where the task shows its counters.
+    pub counters: Arc<Mutex<DemuxCounters>>,
 }
 
 impl Directory {
@@ -124,8 +128,10 @@ impl Directory {
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let packets = hub.subscribe(Start::Live);
         let chunks = entry.chunks.subscribe(Start::Live);
-        entry.av = Some(AvTap { hub, leases: Arc::downgrade(&lease), generation });
-        let start = DemuxFeed { id: id.to_owned(), chunks, publisher, leases: Arc::downgrade(&lease), generation };
+        let counters = Arc::new(Mutex::new(DemuxCounters::default()));
+        entry.av = Some(AvTap { hub, leases: Arc::downgrade(&lease), generation, counters: Arc::clone(&counters) });
+        let leases = Arc::downgrade(&lease);
+        let start = DemuxFeed { id: id.to_owned(), chunks, publisher, leases, generation, counters };
         Some(AvSubscription { packets, lease, start: Some(start) })
     }
 
@@ -143,6 +149,13 @@ impl Directory {
             entry.av = None;
         }
         true
+    }
+
+    /// Stream `id`'s demux counters, while its demux task runs.
+    pub fn demux_counters(&self, id: &str) -> Option<DemuxCounters> {
+        let entries = self.lock();
+        let tap = entries.get(id)?.av.as_ref()?;
+        Some(*tap.counters.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether stream `id` has a demux task running (for tests and status).

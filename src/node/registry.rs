@@ -126,7 +126,9 @@ impl NodeControl for Arc<Node> {
     async fn detail(&self, id: &str) -> Result<StreamDetail, NodeError> {
         let streams = self.streams.lock().await;
         let handle = streams.get(id).ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
-        handle.detail().await
+        let mut detail = handle.detail().await?;
+        detail.demux = self.directory.demux_counters(id);
+        Ok(detail)
     }
 
     async fn snapshot(&self) -> (Vec<StreamDetail>, Vec<ShardStatus>) {

@@ -184,6 +184,7 @@ fn stream(id: &str, url: &str) -> StreamDetail {
         http_clients: 2,
         shard: 0,
         pool: crate::node::api::PoolUse::default(),
+        demux: None,
     }
 }
 

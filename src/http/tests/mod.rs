@@ -124,6 +124,7 @@ impl FakeNode {
             http_clients: 0,
             shard: 0,
             pool: crate::node::api::PoolUse::default(),
+            demux: None,
         }
     }
 }

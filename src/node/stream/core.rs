@@ -416,6 +416,8 @@ impl Core {
                 fallbacks_total: sum.fallbacks_total + s.pool.fallbacks_total,
                 drops_total: sum.drops_total + s.pool.drops_total,
             }),
+            // Filled in by the node from its directory.
+            demux: None,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! this input's data, or restarted by a replace, which is a transient
 //! failure: the input reconnects to the new hub after the backoff.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -23,7 +23,7 @@ use crate::input::playout::drive::ChunkSink;
 use crate::node::directory::{AvSubscription, DemuxFeed, Directory};
 use crate::node::supervisor::Event;
 use crate::ts::audio_frames::split_frames;
-use crate::ts::demux::{DRAIN_BATCH, Demuxer};
+use crate::ts::demux::{DRAIN_BATCH, DemuxCounters, Demuxer};
 use crate::ts::mix::{Mix, MixCounters};
 use crate::ts::mux::{MuxConfig, Muxer};
 use crate::url::{AudioFailure, MixerSpec};
@@ -165,7 +165,8 @@ fn subscribe_av(directory: &Arc<Directory>, id: &str) -> Option<AvSubscription> 
 /// until the stream closes (the readers then see the end) or no reader is
 /// left.
 async fn run_demux(directory: Arc<Directory>, feed: DemuxFeed) {
-    let DemuxFeed { id, mut chunks, mut publisher, leases, generation } = feed;
+    let DemuxFeed { id, mut chunks, mut publisher, leases, generation, counters } = feed;
+    let mut shown = DemuxCounters::default();
     let mut demuxer = Demuxer::new();
     let mut batch = Vec::with_capacity(COPY_BATCH);
     let mut packets = Vec::with_capacity(AV_BATCH);
@@ -182,6 +183,10 @@ async fn run_demux(directory: Arc<Directory>, feed: DemuxFeed) {
         // marks the next packet of each track it hit as a discontinuity.
         while demuxer.drain(&mut packets, AV_BATCH) > 0 {
             publisher.publish_batch(packets.drain(..));
+        }
+        if *demuxer.counters() != shown {
+            shown = *demuxer.counters();
+            *counters.lock().unwrap_or_else(PoisonError::into_inner) = shown;
         }
         if closed || (leases.strong_count() == 0 && directory.end_demux(&id, generation, &leases)) {
             return;

@@ -77,7 +77,7 @@ impl Default for DemuxLimits {
 }
 
 /// What the demuxer saw, skipped and dropped. Counters only grow.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DemuxCounters {
     /// TS packets pushed.
     pub ts_packets_total: u64,
