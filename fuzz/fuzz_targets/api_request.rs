@@ -57,6 +57,7 @@ fn detail(id: &str, inputs: usize) -> StreamDetail {
         http_clients: 0,
         shard: 0,
         pool: uringest::node::api::PoolUse::default(),
+        demux: None,
     }
 }
 
