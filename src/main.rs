@@ -279,14 +279,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Stop flag set by SIGINT/SIGTERM; a second signal exits at once.
-fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, std::io::Error> {
+/// Stop flag set by SIGINT/SIGTERM; a second signal exits at once. When
+/// the handlers cannot be installed, says so and gives the exit code.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, ExitCode> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
+        if let Err(e) = registered {
+            eprintln!("uringest: cannot handle signals: {e}");
+            return Err(ExitCode::FAILURE);
+        }
     }
     Ok(stop)
 }
@@ -301,10 +306,7 @@ fn serve(
 ) -> ExitCode {
     let stop = match stop_on_signals() {
         Ok(stop) => stop,
-        Err(e) => {
-            eprintln!("uringest: cannot handle signals: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = uringest::serve::ServeOptions { config, listen, io, shards: shards.map(|n| n as usize) };
     let listening = |addr, ids: &[String]| {
@@ -338,10 +340,7 @@ fn relay(
 ) -> ExitCode {
     let stop = match stop_on_signals() {
         Ok(stop) => stop,
-        Err(e) => {
-            eprintln!("uringest: cannot handle signals: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = uringest::relay::RelayOptions {
         duration: duration.map(std::time::Duration::from_secs_f64),

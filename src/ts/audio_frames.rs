@@ -63,11 +63,13 @@ pub fn split_frames(pkt: AvPacket, out: &mut Vec<AvPacket>) -> usize {
     for frame in &frames[..count] {
         let offset = i64::try_from(samples * TIMESCALE as u64 / u64::from(frame.rate)).unwrap_or(i64::MAX);
         out.push(AvPacket {
+            track: pkt.track,
+            codec: pkt.codec,
             payload: pkt.payload.slice(start..start + frame.len),
             pts: pkt.pts.saturating_add(offset),
             dts: pkt.dts.saturating_add(offset),
+            keyframe: pkt.keyframe,
             discontinuity: pkt.discontinuity && start == 0,
-            ..pkt.clone()
         });
         start += frame.len;
         samples += u64::from(frame.samples);
