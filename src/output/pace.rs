@@ -95,9 +95,17 @@ impl Pacer {
         (budget as usize).min(queued)
     }
 
-    /// `bytes` left (they may exceed the allowance by up to a datagram).
+    /// `bytes` left (they may exceed the allowance by up to a datagram, or
+    /// by what was overdue).
+    ///
+    /// The debt is capped like the credit: an overdue flush (what waited
+    /// longer than [`MAX_DELAY`]) is not paid back from later ticks. Paying
+    /// it back held the output silent while the queue refilled to
+    /// [`MAX_DELAY`], which forced the next overdue flush: one burst of up to
+    /// a whole message every 20 ms (perf/relay.sh, 16 outputs).
     pub fn sent(&mut self, bytes: usize) {
-        self.credit -= bytes as f64;
+        let floor = -self.rate.unwrap_or(0.0) * MAX_CREDIT.as_secs_f64();
+        self.credit = (self.credit - bytes as f64).max(floor);
     }
 }
 
@@ -236,6 +244,31 @@ mod tests {
         // about 3000 leave at once.
         let a = p.allowance(ms(400) + Duration::from_micros(10), 5000);
         assert!((2950..3010).contains(&a), "{a}");
+    }
+
+    #[test]
+    fn an_overdue_flush_is_not_paid_back() {
+        let mut p = Pacer::new();
+        // 125 000 B/s: 20 ms is 2500 bytes.
+        for t in 0..=400 {
+            p.arrived(ms(t), 125);
+        }
+        p.allowance(ms(400), 0);
+        let tick = Duration::from_micros(100);
+        let flushed = p.allowance(ms(400) + tick, 10_000);
+        assert!((7_450..7_550).contains(&flushed), "{flushed}");
+        p.sent(flushed);
+        // The 2500 bytes left keep leaving at the rate (about 13 per tick),
+        // not after a 60 ms silence while the debt is repaid.
+        let mut queued = 10_000 - flushed;
+        let mut left = 0;
+        for i in 2..=11 {
+            let a = p.allowance(ms(400) + tick * i, queued);
+            p.sent(a);
+            queued -= a;
+            left += a;
+        }
+        assert!((90..=140).contains(&left), "{left}");
     }
 
     #[test]

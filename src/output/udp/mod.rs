@@ -433,11 +433,17 @@ impl Ticker {
     }
 }
 
-/// One round: every output takes what its hub has and sends what is due.
-fn round<'a>(outputs: impl Iterator<Item = &'a mut UdpOutput>, now: Duration) {
-    for output in outputs {
-        output.take_arrivals(now);
-        output.send_due(now);
+/// One round: every output sends what is due, then every output takes what
+/// its hub has. Sending first keeps each output's sends at a fixed offset
+/// from the tick: taking in the input's batch (a millisecond of data
+/// through 16 entry gates took 240 us) no longer delays the sends of the
+/// outputs after it. What arrives leaves from the next tick on.
+fn round<T>(outputs: &mut [T], output: impl Fn(&mut T) -> &mut UdpOutput, now: Duration) {
+    for o in outputs.iter_mut() {
+        output(o).send_due(now);
+    }
+    for o in outputs.iter_mut() {
+        output(o).take_arrivals(now);
     }
 }
 
@@ -448,7 +454,7 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
     let mut ticker = Ticker::new(start);
     loop {
         let now = clock.now() - start;
-        round(outputs.iter_mut(), now);
+        round(&mut outputs, |o| o, now);
         if outputs.iter().all(UdpOutput::finished) {
             break;
         }
