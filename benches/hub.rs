@@ -18,7 +18,10 @@
 //! delivered item (both threads; `CLOCK_PROCESS_CPUTIME_ID`), the same net
 //! of what the pacing loop costs on its own (a row with no fan-out, same
 //! run), and the writer's time inside its publish calls per published item;
-//! then the ratios the targets are stated in. Last, the writer's unpaced rate with one
+//! then the ratios the targets are stated in, and the floor under them: a
+//! `wake only` run in which the writer sends no data and only wakes one
+//! reader task per burst, which every paced row pays since the readers'
+//! runtime sleeps between bursts. Last, the writer's unpaced rate with one
 //! subscriber that never reads, against none.
 //!
 //! The writer (main thread) is pinned to CPU 0 and the readers' runtime to
@@ -98,6 +101,9 @@ enum Kind {
     Copy,
     /// No fan-out at all: what pacing alone costs.
     Nothing,
+    /// No data: the writer wakes one sleeping reader task per burst, the
+    /// least any fan-out to readers that sleep between bursts must do.
+    Wake,
 }
 
 impl Kind {
@@ -108,6 +114,7 @@ impl Kind {
             Kind::Broadcast => "broadcast",
             Kind::Copy => "copy/sub",
             Kind::Nothing => "nothing",
+            Kind::Wake => "wake only",
         }
     }
 }
@@ -118,6 +125,22 @@ enum Sink {
     Broadcast(broadcast::Sender<Bytes>),
     Copy(Mutex<Vec<mpsc::Sender<Bytes>>>),
     Nothing,
+    Wake(Arc<WakeOnly>),
+}
+
+/// The `wake only` row's shared state: a wake-up per burst and an end flag.
+struct WakeOnly {
+    notify: tokio::sync::Notify,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Sink::Wake(w) = self {
+            w.done.store(true, std::sync::atomic::Ordering::Release);
+            w.notify.notify_one();
+        }
+    }
 }
 
 impl Sink {
@@ -143,6 +166,10 @@ impl Sink {
             }
             Sink::Nothing => {
                 black_box(items);
+            }
+            Sink::Wake(w) => {
+                black_box(items);
+                w.notify.notify_one();
             }
         }
     }
@@ -239,6 +266,22 @@ fn build(kind: Kind, readers: usize) -> (Sink, Vec<ReaderTask>) {
             (Sink::Copy(Mutex::new(senders)), tasks)
         }
         Kind::Nothing => (Sink::Nothing, Vec::new()),
+        Kind::Wake => {
+            let w = Arc::new(WakeOnly {
+                notify: tokio::sync::Notify::new(),
+                done: std::sync::atomic::AtomicBool::new(false),
+            });
+            let r = w.clone();
+            let task: ReaderTask = Box::pin(async move {
+                let mut wakes = 0;
+                while !r.done.load(std::sync::atomic::Ordering::Acquire) {
+                    r.notify.notified().await;
+                    wakes += 1;
+                }
+                wakes
+            });
+            (Sink::Wake(w), vec![task])
+        }
     }
 }
 
@@ -347,7 +390,7 @@ fn writer_rate(kind: Kind, stalled: usize, duration: Duration, pool: &[Bytes]) -
     let keep: (Vec<_>, Vec<_>) = match &sink {
         Sink::Hub(p) => ((0..stalled).map(|_| p.subscribe(Start::Live)).collect(), Vec::new()),
         Sink::Broadcast(tx) => (Vec::new(), (0..stalled).map(|_| tx.subscribe()).collect()),
-        Sink::Copy(_) | Sink::Nothing => (Vec::new(), Vec::new()),
+        Sink::Copy(_) | Sink::Nothing | Sink::Wake(_) => (Vec::new(), Vec::new()),
     };
     let start = clock.now();
     let mut published = 0u64;
@@ -439,6 +482,21 @@ fn main() {
          ('net of pacing', and writer CPU per item)",
         pacing.process, pacing.writer
     );
+    // What waking a sleeping reader thread once per burst costs on its own:
+    // every fan-out here pays it in paced runs, since the readers' runtime
+    // sleeps between bursts.
+    let wake = run(Kind::Wake, 1, true, paced_for, &pool);
+    let floor = Pacing {
+        process: wake.cpu.as_nanos() as f64 / wake.bursts(),
+        writer: wake.writer_cpu.as_nanos() as f64 / wake.bursts(),
+    };
+    println!(
+        "one cross-thread wake-up per burst, no data, costs {:.0} ns of CPU per burst ({:.0} ns in the writer), \
+         {:.0} ns net of pacing: the floor of every paced row",
+        floor.process,
+        floor.writer,
+        floor.process - pacing.process
+    );
     let mut paced = Vec::new();
     let mut unpaced = Vec::new();
     for &n in &counts {
@@ -467,6 +525,14 @@ fn main() {
                 verdict(rc <= 0.2)
             );
         }
+        // The wake-up floor spread over the items one burst delivers: no
+        // fan-out whose readers sleep between bursts can go below it.
+        let delivered_per_burst = (BURST * n) as f64;
+        let raw = floor.process / delivered_per_burst / b.cpu_ns_per_delivered();
+        let net = (floor.process - pacing.process) / delivered_per_burst / b.net_cpu_ns_per_delivered(&pacing);
+        println!(
+            "  paced floor (one wake-up per burst, no data), {n:>2} readers: {raw:.3}x broadcast raw, {net:.3}x net"
+        );
     }
     for (label, rows, p) in [("paced", &paced, pacing), ("unpaced", &unpaced, Pacing::default())] {
         let w1 = find(rows, Kind::Hub, 1).writer_ns_per_published(&p);
@@ -483,6 +549,13 @@ fn main() {
             verdict(w64 / wb <= 0.25)
         );
     }
+    // A writer whose readers sleep between bursts wakes one per burst.
+    let wake_writer = (floor.writer - pacing.writer) / BURST as f64;
+    let wb = find(&paced, Kind::Broadcast, 64).writer_ns_per_published(&pacing);
+    println!(
+        "  paced   writer floor (one wake-up per burst, no data): {wake_writer:.1} ns/item = {:.3}x broadcast's at 64",
+        wake_writer / wb
+    );
     let h = find(&unpaced, Kind::Hub, 64).delivered_per_s();
     let b = find(&unpaced, Kind::Broadcast, 64).delivered_per_s();
     println!("  unpaced delivered/s at 64 readers vs broadcast: {:.2}x (>= 2: {})", h / b, verdict(h / b >= 2.0));
