@@ -86,7 +86,7 @@ async fn run<C: Clock>(group: Rc<ShardOutputs>, clock: C) {
             outputs.retain(|(key, _)| !leaving.contains(key));
         }
         let now = clock.now() - start;
-        round(&mut outputs, |(_, o)| o, now);
+        round(outputs.iter_mut().map(|(_, o)| o), now);
         // An output whose hub closed has sent what it held: it is done.
         outputs.retain(|(_, o)| !o.finished());
         if outputs.is_empty() {
