@@ -6,9 +6,10 @@
 //!   resident, every access unit drained (batches of 256) and dropped;
 //! - mpeg2ts-reader alone: its `Demultiplex` with PAT/PMT tracking and its
 //!   `PesPacketFilter` calling an empty consumer, so PES headers are parsed
-//!   but no payload is gathered: the floor our demux builds on;
+//!   but no payload is gathered (our demux runs its own packet loop, which
+//!   prefetches, and uses the reader for the tables only);
 //! - the copy alone: each packet's 184 payload bytes into a reused block,
-//!   the other floor (any demuxer that gathers payloads makes this copy).
+//!   without prefetch (any demuxer that gathers payloads makes this copy).
 //!
 //! The file is `tests/fixtures/cbr_5mbit.ts` looped by ffmpeg
 //! (`-stream_loop`, so timestamps run on) and cut to 512 MiB; it is made

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod mux;
 pub mod pace;
 pub mod packet;
+pub mod prefetch;
 pub mod psi;
 pub mod rtp;
 pub mod scan;

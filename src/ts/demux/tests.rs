@@ -277,6 +277,42 @@ fn pmt_change_adds_and_removes_tracks() {
 }
 
 #[test]
+fn a_stream_dropped_from_the_pmt_stops_and_can_come_back() {
+    let mut s = Stream::new(&[(0x1B, 0x100, &[]), (0x05, 0x101, &[])]);
+    s.pes(0x100, Some(0), None, &body(300), false, 0);
+    s.pes(0x101, Some(0), None, &body(100), true, 0);
+    // Version 1 drops both: their packets are no one's any more.
+    s.pmt(1, &[(0x0F, 0x102, &[])]);
+    s.pes(0x100, Some(3600), None, &body(300), false, 0);
+    s.pes(0x101, Some(3600), None, &body(100), true, 0);
+    // Version 2 brings the video back, as a new track.
+    s.pmt(2, &[(0x1B, 0x100, &[])]);
+    s.pes(0x100, Some(7200), None, &body(300), false, 0);
+    let (out, c) = run(&s.bytes, DemuxLimits::default());
+    let got: Vec<_> = out.iter().map(|p| (p.track, p.pts, p.payload.len())).collect();
+    assert_eq!(got, vec![(0x100, 0, 300), (0x100, 7200, 300)]);
+    assert_eq!((c.tracks_added_total, c.tracks_removed_total), (3, 2));
+    // Only the packet sent while 0x101 was announced counts as skipped.
+    assert_eq!(c.skipped_es_packets_total, 1);
+}
+
+#[test]
+fn scrambled_packets_are_counted_and_dropped() {
+    let mut s = Stream::new(&[(0x1B, 0x100, &[])]);
+    s.pes(0x100, Some(0), None, &body(100), true, 0);
+    let scrambled = s.pes(0x100, Some(3600), None, &body(100), true, 0);
+    s.pes(0x100, Some(7200), None, &body(100), true, 0);
+    let mut bytes = s.bytes.clone();
+    bytes[scrambled[0] + 3] |= 0x80;
+    let (out, c) = run(&bytes, DemuxLimits::default());
+    // The scrambled packet was the whole second PES; the one after it
+    // follows a continuity gap.
+    let got: Vec<_> = out.iter().map(|p| (p.pts, p.discontinuity)).collect();
+    assert_eq!(got, vec![(0, false), (7200, true)]);
+    assert_eq!((c.scrambled_packets_total, c.cc_gaps_total), (1, 1));
+}
+
+#[test]
 fn skipped_streams_are_counted_by_reason() {
     let subtitle: &[u8] = &[0x59, 8, b'e', b'n', b'g', 0x10, 0, 1, 0, 1];
     let mut s = Stream::new(&[(0x02, 0x100, &[]), (0x8A, 0x101, &[]), (0x06, 0x102, subtitle), (0x06, 0x103, &[])]);

@@ -1,32 +1,52 @@
 //! One elementary stream: continuity, PES assembly, timestamps, keyframes.
 //!
-//! A track sees every TS packet of its PID that mpeg2ts-reader's packet loop
-//! passes on (no transport_error_indicator, not scrambled). It gathers one
-//! PES packet's payload into its `BytesMut` and cuts it off with
-//! `split().freeze()`, so the payload is copied once, from the TS packets
-//! into a block that many packets share (`BLOCK_BYTES`), and never again.
+//! A track sees every TS packet of its PID that the demuxer's packet loop
+//! passes on (sync byte, no transport_error_indicator, not scrambled). It
+//! gathers one PES packet's payload in its `PesBuffer` (see `gather.rs`:
+//! one copy, from the TS packets into a shared block) and cuts it off.
 //!
 //! Invariants: a PES is emitted only whole (a bounded PES that ends short, a
 //! PES hit by a continuity gap or over the size cap is dropped and counted);
 //! the buffer never holds more than the size cap; timestamps are unwrapped
 //! against the track's previous DTS (nearest value with the same 33 bits).
 
-use bytes::BytesMut;
-use mpeg2ts_reader::packet::Packet;
 use mpeg2ts_reader::pes::{PesContents, PesHeader, PesLength, PtsDts, Timestamp};
 
-use super::{DemuxCounters, DemuxLimits};
+use super::gather::PesBuffer;
+use super::{DemuxCounters, DemuxLimits, PACKET};
 use crate::output::entry::keyframe::{KeyframeScan, Verdict, VideoKind};
 use crate::ts::av::{AvPacket, Codec};
 use crate::ts::codec;
 use std::collections::VecDeque;
 
-/// Bytes reserved at a time for payloads; packets cut from one block share
-/// it, so small audio PES do not cost an allocation each.
-const BLOCK_BYTES: usize = 128 * 1024;
-
 /// PTS/DTS modulus (ISO/IEC 13818-1 §2.4.3.7: 33-bit fields).
 const WRAP: i64 = 1 << 33;
+
+/// What the demux needs from a TS packet header (§2.4.3.2, §2.4.3.4), read
+/// in place: cheaper than the reader's `Packet` and `AdaptationField`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TsHeader {
+    /// Where the payload starts; `PACKET` (or more) when there is none.
+    payload_at: usize,
+    af_discontinuity: bool,
+    random_access: bool,
+}
+
+impl TsHeader {
+    fn read(pk: &[u8; PACKET]) -> TsHeader {
+        let control = (pk[3] >> 4) & 0x03;
+        let af_len = usize::from(pk[4]);
+        let flags = if control & 0x02 != 0 && af_len > 0 { pk[5] } else { 0 };
+        let payload_at = match control {
+            0b01 => 4,
+            // An adaptation field longer than the packet leaves no payload.
+            0b11 => 5 + af_len,
+            // Adaptation field only, or the reserved value: no payload.
+            _ => PACKET,
+        };
+        TsHeader { payload_at, af_discontinuity: flags & 0x80 != 0, random_access: flags & 0x40 != 0 }
+    }
+}
 
 /// Where the demuxed packets and the counters go.
 pub(super) struct Sink<'a> {
@@ -88,7 +108,7 @@ pub(super) struct Track {
     last_cc: Option<u8>,
     gather: Gather,
     head: Head,
-    buf: BytesMut,
+    buf: PesBuffer,
     /// Keyframe scan over the current video PES, while undecided.
     scan: Option<KeyframeScan>,
     /// The next PES follows a gap or a discontinuity_indicator.
@@ -107,34 +127,30 @@ impl Track {
             last_cc: None,
             gather: Gather::AwaitStart,
             head: Head::default(),
-            buf: BytesMut::new(),
+            buf: PesBuffer::default(),
             scan: None,
             pending_discontinuity: false,
             last: None,
         }
     }
 
-    /// Takes one TS packet of this track's PID.
-    pub(super) fn consume(&mut self, pk: &Packet<'_>, sink: &mut Sink<'_>) {
+    /// Takes one TS packet of this track's PID, already checked for sync,
+    /// transport_error_indicator and scrambling by the demuxer's loop.
+    pub(super) fn consume(&mut self, pk: &[u8; PACKET], sink: &mut Sink<'_>) {
         if self.mode == Mode::Skip {
             sink.counters.skipped_es_packets_total += 1;
             return;
         }
-        // The adaptation field's flags byte, read in place: cheaper than
-        // building the reader's AdaptationField for every packet.
-        let flags = match pk.buffer() {
-            [_, _, _, b3, len, flags, ..] if b3 & 0x20 != 0 && *len > 0 => *flags,
-            _ => 0,
-        };
-        let (af_discontinuity, random_access) = (flags & 0x80 != 0, flags & 0x40 != 0);
-        if af_discontinuity {
+        let header = TsHeader::read(pk);
+        if header.af_discontinuity {
             self.pending_discontinuity = true;
         }
-        let Some(payload) = pk.payload() else {
+        let Some(payload) = pk.get(header.payload_at..).filter(|p| !p.is_empty()) else {
             // Packets without payload do not advance the counter (§2.4.3.3).
             return;
         };
-        let cc = pk.continuity_counter().count();
+        let (af_discontinuity, random_access) = (header.af_discontinuity, header.random_access);
+        let cc = pk[3] & 0x0F;
         if let Some(last) = self.last_cc
             && !af_discontinuity
         {
@@ -153,7 +169,7 @@ impl Track {
             }
         }
         self.last_cc = Some(cc);
-        if pk.payload_unit_start_indicator() {
+        if pk[1] & 0x40 != 0 {
             self.finish(sink, true);
             self.start(payload, random_access, sink);
         } else if self.gather == Gather::Collecting {
@@ -220,11 +236,7 @@ impl Track {
             Mode::Demux { codec: Codec::H265, .. } if !keyframe => Some(KeyframeScan::new(VideoKind::Hevc)),
             _ => None,
         };
-        self.buf.clear();
-        let want = expected.unwrap_or(0).max(es.len());
-        if self.buf.capacity() < want {
-            self.buf.reserve(want.max(BLOCK_BYTES).min(sink.limits.max_pes_bytes));
-        }
+        self.buf.begin(expected, es.len(), sink.limits.max_pes_bytes);
         self.gather = Gather::Collecting;
         self.append(es, sink);
     }
@@ -251,7 +263,7 @@ impl Track {
                 }
             }
         }
-        self.buf.extend_from_slice(es);
+        self.buf.push(es, sink.limits.max_pes_bytes);
         if self.head.expected == Some(self.buf.len()) {
             self.finish(sink, false);
         }
@@ -274,7 +286,7 @@ impl Track {
         let codec = match self.mode {
             Mode::Demux { codec, refine: false } => codec,
             Mode::Demux { codec, refine: true } => {
-                let codec = match codec::sniff(&self.buf) {
+                let codec = match codec::sniff(self.buf.bytes()) {
                     Some("eac3") => Codec::Eac3,
                     Some("ac3") => Codec::Ac3,
                     _ => codec,
@@ -282,7 +294,7 @@ impl Track {
                 self.mode = Mode::Demux { codec, refine: false };
                 codec
             }
-            Mode::Sniff => match sniffed(&self.buf) {
+            Mode::Sniff => match sniffed(self.buf.bytes()) {
                 Some(codec) => {
                     self.mode = Mode::Demux { codec, refine: false };
                     codec
@@ -299,7 +311,7 @@ impl Track {
                 return;
             }
         };
-        let payload = self.buf.split().freeze();
+        let payload = self.buf.take();
         sink.emit(AvPacket {
             track: self.pid,
             codec,
