@@ -2,7 +2,7 @@
 //!
 //! Payloads are copied once, from the TS packets into a block many packets
 //! share, and cut off with `split().freeze()`. Two things keep that copy
-//! cheap (`cargo bench --bench demux`, 512 MiB: 38 ms with them, 48 ms
+//! cheap (`cargo bench --bench demux`, 512 MiB: 28 ms with them, 38-40 ms
 //! with a plain `BytesMut`):
 //! - A PES is given room for its whole size when it starts (its
 //!   PES_packet_length, or twice the track's typical size when unbounded),

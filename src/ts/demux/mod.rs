@@ -40,10 +40,12 @@
 //! a PES it knows is incomplete (lost to a CC gap, shorter than its
 //! PES_packet_length, over [`DemuxLimits::max_pes_bytes`]).
 //!
-//! Bounds: each track holds at most one PES of at most `max_pes_bytes`; the
-//! ready queue holds at most `max_queued` packets (beyond, counted and
-//! dropped); a chunk need not end on a packet boundary (up to 187 bytes are
-//! carried to the next push).
+//! Bounds: each track holds at most one PES of at most `max_pes_bytes`, in
+//! one of its two blocks (each at most `max_pes_bytes` or 128 KiB, the
+//! larger; a block lives on while packets cut from it do); the ready queue
+//! holds at most `max_queued` packets (beyond, counted and dropped); a
+//! chunk need not end on a packet boundary (up to 187 bytes are carried to
+//! the next push).
 
 mod gather;
 mod track;
