@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
+use uringest::ts::timestamp::read_timestamp;
 use uringest::ts::av::{AvPacket, Codec};
 use uringest::ts::mux::{MuxConfig, Muxer};
 use uringest::ts::packet::TsPacket;
@@ -31,12 +32,9 @@ fn i64_of(r: &mut Reader<'_>) -> i64 {
     i64::from_be_bytes(std::array::from_fn(|_| r.byte()))
 }
 
+/// A PES timestamp field; the muxer must set its marker bits.
 fn read_ts(b: &[u8]) -> i64 {
-    (i64::from(b[0] >> 1 & 7) << 30)
-        | (i64::from(b[1]) << 22)
-        | (i64::from(b[2] >> 1) << 15)
-        | (i64::from(b[3]) << 7)
-        | i64::from(b[4] >> 1)
+    read_timestamp(&b[..5]).expect("PES timestamp with marker bits") as i64
 }
 
 fuzz_target!(|data: &[u8]| {

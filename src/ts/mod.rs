@@ -21,3 +21,4 @@ pub mod rtp;
 pub mod scan;
 pub mod seam;
 pub mod stats;
+pub mod timestamp;

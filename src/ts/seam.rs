@@ -61,6 +61,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::packet::{PACKET_LEN, Pcr, Pid, TsPacket, afc};
+use super::timestamp::read_timestamp;
 
 /// PTS/DTS wrap at 2^33 ticks of 90 kHz.
 const TIMESTAMP_WRAP: u64 = 1 << 33;
@@ -444,21 +445,6 @@ fn pes_timestamps(payload: &[u8]) -> Option<[Option<usize>; 2]> {
     };
     let needed = if fields[1].is_some() { 10 } else { 5 };
     (usize::from(header_len) >= needed && payload.len() >= 9 + needed).then_some(fields)
-}
-
-/// A 33-bit timestamp from its 5 bytes, when the three marker bits are set.
-fn read_timestamp(b: &[u8]) -> Option<u64> {
-    let &[b0, b1, b2, b3, b4] = b else { return None };
-    if b0 & b2 & b4 & 1 == 0 {
-        return None;
-    }
-    Some(
-        u64::from(b0 >> 1 & 0x07) << 30
-            | u64::from(b1) << 22
-            | u64::from(b2 >> 1) << 15
-            | u64::from(b3) << 7
-            | u64::from(b4 >> 1),
-    )
 }
 
 /// Writes a 33-bit timestamp, keeping the 4-bit prefix and marker bits.

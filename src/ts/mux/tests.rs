@@ -5,6 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ts::packet::TsPacket;
+use crate::ts::timestamp::read_timestamp;
 
 /// (PID, PUSI, RAI, discontinuity, PCR base, has payload, CC) of a packet.
 type PacketView = (u16, bool, bool, bool, Option<i64>, bool, u8);
@@ -48,12 +49,9 @@ fn parse(ts: &[u8]) -> Parsed {
     parsed
 }
 
+/// A PES timestamp field; the muxer must set its marker bits.
 fn read_ts(b: &[u8]) -> i64 {
-    (i64::from(b[0] >> 1 & 7) << 30)
-        | (i64::from(b[1]) << 22)
-        | (i64::from(b[2] >> 1) << 15)
-        | (i64::from(b[3]) << 7)
-        | i64::from(b[4] >> 1)
+    read_timestamp(&b[..5]).expect("PES timestamp with marker bits") as i64
 }
 
 /// (PTS, DTS, PES_packet_length, payload) of a PES.
