@@ -19,10 +19,10 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use uringest::ts::timestamp::read_timestamp;
 use uringest::ts::av::{AvPacket, Codec};
 use uringest::ts::mux::{MuxConfig, Muxer};
 use uringest::ts::packet::TsPacket;
+use uringest::ts::timestamp::read_timestamp;
 use uringest_fuzz::Reader;
 
 const CODECS: [Codec; 7] =
