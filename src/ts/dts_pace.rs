@@ -14,10 +14,19 @@
 //! counted. DTS of all tracks share one anchor: a stream's tracks are
 //! interleaved within a fraction of a second of each other. Sans-IO: the
 //! caller passes the time and sleeps until the returned instant.
+//!
+//! [`ChunkPacer`] applies it to runs of TS packets (an HLS segment cut into
+//! chunks), keyed by the PES timestamps that start in each chunk.
 
 use std::time::Duration;
 
 use crate::ts::av::TIMESCALE;
+use crate::ts::timestamp::first_pes_timestamp;
+
+/// How far one track's timestamps may trail another's in mux order
+/// without being taken for a jump backwards: muxers interleave audio and
+/// video within a fraction of a second.
+const TRACK_SKEW_TICKS: i64 = TIMESCALE;
 
 /// When the anchor is given up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +87,54 @@ impl DtsPacer {
     }
 }
 
+/// Paces chunks of TS packets by the PES timestamps in them.
+///
+/// The tracks of a stream interleave with their timestamps out of step (an
+/// audio PES may start before the video PES muxed ahead of it), so the
+/// chunks are paced on a stream clock: the highest timestamp seen, which a
+/// timestamp more than [`TRACK_SKEW_TICKS`] behind it resets (a jump back,
+/// a 33-bit wrap). A chunk in which no PES starts goes at once: it belongs
+/// to the PES before it.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkPacer {
+    pacer: DtsPacer,
+    clock: Option<i64>,
+    /// A discontinuity flagged on a chunk without a timestamp, carried to
+    /// the next chunk that has one.
+    pending_discontinuity: bool,
+}
+
+impl ChunkPacer {
+    /// A pacer that has seen no chunk.
+    pub fn new(limits: DtsPaceLimits) -> ChunkPacer {
+        ChunkPacer { pacer: DtsPacer::new(limits), clock: None, pending_discontinuity: false }
+    }
+
+    /// How often the schedule was given up (see [`DtsPacer::resets`]).
+    pub fn resets(&self) -> u64 {
+        self.pacer.resets()
+    }
+
+    /// When `chunk`, ready at `now`, may go; `discontinuity` when the
+    /// source says its timestamps break before it (an HLS
+    /// `#EXT-X-DISCONTINUITY`).
+    pub fn release_at(&mut self, chunk: &[u8], discontinuity: bool, now: Duration) -> Duration {
+        let discontinuity = discontinuity || self.pending_discontinuity;
+        let Some(ts) = first_pes_timestamp(chunk) else {
+            self.pending_discontinuity = discontinuity;
+            return now;
+        };
+        self.pending_discontinuity = false;
+        let ts = ts as i64;
+        let clock = match self.clock {
+            Some(clock) if !discontinuity && ts <= clock && clock - ts <= TRACK_SKEW_TICKS => clock,
+            _ => ts,
+        };
+        self.clock = Some(clock);
+        self.pacer.release_at(clock, discontinuity, now)
+    }
+}
+
 fn ticks_to_duration(ticks: u64) -> Duration {
     let secs = ticks / TIMESCALE as u64;
     let rest = ticks % TIMESCALE as u64;
@@ -120,5 +177,43 @@ mod tests {
         // Extremes do not overflow.
         pacer.release_at(i64::MAX, false, Duration::MAX);
         pacer.release_at(i64::MIN, false, MS(0));
+    }
+
+    /// One 188-byte packet starting a PES with `pts` on PID 256.
+    fn pes_start(pts: u64) -> Vec<u8> {
+        let mut p = vec![0x47, 0x41, 0x00, 0x10, 0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 5];
+        p.extend_from_slice(&[
+            0x20 | ((pts >> 29) as u8 & 0x0E) | 1,
+            (pts >> 22) as u8,
+            ((pts >> 14) as u8 & 0xFE) | 1,
+            (pts >> 7) as u8,
+            ((pts << 1) as u8 & 0xFE) | 1,
+        ]);
+        p.resize(188, 0xFF);
+        p
+    }
+
+    #[test]
+    fn chunks_follow_the_leading_track_and_reset_on_jumps() {
+        let mut pacer = ChunkPacer::new(DtsPaceLimits::default());
+        let plain = {
+            let mut p = vec![0x47, 0x01, 0x00, 0x10];
+            p.resize(188, 0);
+            p
+        };
+        assert_eq!(pacer.release_at(&pes_start(90_000), false, MS(0)), MS(0));
+        // Video 400 ms on; then audio 200 ms behind it: no reset, no wait.
+        assert_eq!(pacer.release_at(&pes_start(126_000), false, MS(0)), MS(400));
+        assert_eq!(pacer.release_at(&pes_start(108_000), false, MS(400)), MS(400));
+        assert_eq!(pacer.release_at(&plain, false, MS(400)), MS(400));
+        assert_eq!(pacer.resets(), 0);
+        // Two seconds back is a jump: a new schedule from now.
+        assert_eq!(pacer.release_at(&pes_start(0), false, MS(450)), MS(450));
+        assert_eq!(pacer.release_at(&pes_start(9_000), false, MS(450)), MS(550));
+        // A discontinuity flagged on a chunk without timestamps applies to
+        // the next one that has one.
+        assert_eq!(pacer.release_at(&plain, true, MS(460)), MS(460));
+        assert_eq!(pacer.release_at(&pes_start(900_000), false, MS(470)), MS(470));
+        assert_eq!(pacer.resets(), 2);
     }
 }
