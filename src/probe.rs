@@ -132,6 +132,7 @@ pub fn probe(url: &str, options: ProbeOptions) -> Result<ProbeReport, ProbeError
             Ok(ProbeReport { stream: file_report(url, &analyzer)?, io: "mmap", input: None })
         }
         InputSpec::Udp(spec) => probe_udp(url, spec, options),
+        InputSpec::Hls(_) => Err(UrlError::NotForCommand { what: "HLS", command: "probe" }.into()),
         // `standalone` refused these above.
         other => Err(other.standalone("probe").err().unwrap_or(UrlError::Empty).into()),
     }

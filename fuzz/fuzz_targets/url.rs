@@ -1,7 +1,8 @@
 //! Arbitrary strings through `parse_input`.
 //!
 //! Layout: `m text...`; when `m & 1` is set, `udp://` is put in front of the
-//! text so most runs reach the udp:// parser. Text that is not UTF-8 is
+//! text so most runs reach the udp:// parser; else when `m & 2` is set,
+//! `http://` (the HLS parser). Text that is not UTF-8 is
 //! skipped (`parse_input` takes `&str`).
 //!
 //! Checks: no panic; an error holds no control character (so it is one
@@ -15,7 +16,9 @@
 //! range: program nonzero, PIDs sorted, distinct, below 8192, at most 64) and its `Display`
 //! parses back to the same spec and displays the same again; a plain path
 //! comes back unchanged with no options (`read` left at auto); copy:// and
-//! mixer:// name only valid stream ids.
+//! mixer:// name only valid stream ids; an HLS spec fetches http:// without
+//! user info or fragment, keeps none of this node's keys in the fetched
+//! query, and its `Display` parses back to the same spec.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,7 +30,13 @@ use uringest::url::{
 fuzz_target!(|data: &[u8]| {
     let Some((&m, rest)) = data.split_first() else { return };
     let Ok(text) = std::str::from_utf8(rest) else { return };
-    let input = if m & 1 != 0 { format!("udp://{text}") } else { text.to_owned() };
+    let input = if m & 1 != 0 {
+        format!("udp://{text}")
+    } else if m & 2 != 0 {
+        format!("http://{text}")
+    } else {
+        text.to_owned()
+    };
     match parse_input(&input) {
         Err(e) => {
             let msg = e.to_string();
@@ -70,6 +79,22 @@ fuzz_target!(|data: &[u8]| {
             // Stream ids only, each valid.
             for id in spec.upstreams() {
                 assert!(check_stream_id(id).is_ok(), "bad id accepted: {id:?} from {input:?}");
+            }
+        }
+        Ok(InputSpec::Hls(spec)) => {
+            check_filter(&spec.filter);
+            assert_eq!(spec.url.scheme(), "http");
+            assert!(spec.url.username().is_empty() && spec.url.password().is_none() && spec.url.fragment().is_none());
+            for (key, _) in spec.url.query_pairs() {
+                assert!(!["pace", "program", "si", "pids"].contains(&&*key), "kept our key {key:?}");
+            }
+            let shown = spec.to_string();
+            match parse_input(&shown) {
+                Ok(InputSpec::Hls(again)) => {
+                    assert_eq!(again, spec, "round trip changed the spec: {input:?} -> {shown:?}");
+                    assert_eq!(again.to_string(), shown, "Display not stable");
+                }
+                other => panic!("Display {shown:?} of {input:?} does not parse back: {other:?}"),
             }
         }
         Ok(InputSpec::File { path, looping, pace, read, filter }) => {

@@ -3,6 +3,8 @@
 pub mod chunks;
 pub mod file;
 pub mod framer;
+#[cfg(not(loom))]
+pub mod hls;
 pub mod playout;
 #[cfg(not(loom))]
 pub mod read;

@@ -21,6 +21,7 @@ use crate::clock::SystemClock;
 use crate::hub::Publisher;
 use crate::input::chunks::FileChunks;
 use crate::input::file::MappedFile;
+use crate::input::hls::{HlsCounters, HlsInput};
 use crate::input::playout::Playout;
 use crate::input::playout::drive::{ChunkSink, DriveOptions, drive};
 use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
@@ -28,7 +29,7 @@ use crate::input::udp::{UdpInput, UdpStats};
 use crate::shard::Backend;
 use crate::ts::filter::{FilterCounters, FilterSpec, TsFilter};
 use crate::ts::scan::{Run, Scanner};
-use crate::url::{FileRead, Pace, UdpSpec};
+use crate::url::{FileRead, HlsSpec, Pace, UdpSpec};
 
 /// Packets per chunk cut from a mapped file.
 const FILE_CHUNK_PACKETS: usize = 7 * 16;
@@ -80,6 +81,9 @@ pub struct InputReport {
     /// UDP receive counters, summed over every open.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub udp: Option<UdpStats>,
+    /// HLS counters (playlists, segments, lost segments), over every open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls: Option<HlsCounters>,
 }
 
 /// The input stage: counts what the input reads, then publishes it.
@@ -159,6 +163,7 @@ impl InputRun {
             reopens: self.live.reopens.load(Ordering::Relaxed),
             filter: self.filter.as_ref().map(TsFilter::counters),
             udp,
+            hls: None,
         }
     }
 }
@@ -209,6 +214,52 @@ pub async fn run_udp(spec: UdpSpec, backend: Backend, mut run: InputRun) -> Resu
         backoff = (backoff * 2).min(BACKOFF.1);
     }
     Ok(run.report(url, InputEnd::Stopped, Some(total)))
+}
+
+/// Plays an HLS playlist into the hub until it ends or the relay stops it.
+/// The first open's error is returned, and so is a permanent one (401, 403,
+/// 404, 410, an unplayable playlist); a transient failure plays again with
+/// backoff, from the media sequence where it stopped.
+pub async fn run_hls(spec: HlsSpec, mut run: InputRun) -> Result<InputReport, String> {
+    let url = spec.to_string();
+    let mut input = HlsInput::new(spec);
+    let mut stop = run.stop.clone();
+    let mut backoff = BACKOFF.0;
+    let mut ever_opened = false;
+    let end = loop {
+        if run.stopped() {
+            break InputEnd::Stopped;
+        }
+        let mut opened = false;
+        let played = tokio::select! {
+            played = async {
+                let open = input.open().await?;
+                opened = true;
+                input.play(open, &mut run).await
+            } => Some(played),
+            _ = stop.changed() => None,
+        };
+        ever_opened |= opened;
+        match played {
+            None => break InputEnd::Stopped,
+            Some(Ok(())) => break InputEnd::Ended,
+            Some(Err(e)) if e.permanent || !ever_opened => return Err(e.message),
+            Some(Err(e)) => {
+                if opened {
+                    backoff = BACKOFF.0;
+                }
+                run.live.reopens.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(input = %url, error = %e, retry_in = ?backoff, "input failed; reopening");
+                if run.wait_or_stop(backoff).await {
+                    break InputEnd::Stopped;
+                }
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+        }
+    };
+    let mut report = run.report(url, end, None);
+    report.hls = Some(input.counters());
+    Ok(report)
 }
 
 /// Plays a file into the hub (paced by PCR unless `pace=none`), or reads a

@@ -211,6 +211,7 @@ pub fn relay(
     let run = InputRun::new(publisher, Arc::clone(&input_live), stop_rx, input.filter());
     let mut input_done: oneshot::Receiver<Result<InputReport, String>> = match input {
         InputSpec::Udp(spec) => shards.spawn(move || input::run_udp(spec, backend, run))?,
+        InputSpec::Hls(spec) => shards.spawn(move || input::run_hls(spec, run))?,
         InputSpec::File { path, looping, pace, read, .. } => {
             let (looping, pace) = (looping.unwrap_or(false), pace.unwrap_or(Pace::Pcr));
             shards.spawn(move || input::run_file(path, looping, pace, read, backend, run))?
@@ -300,6 +301,19 @@ pub fn render_text(r: &RelayReport) -> String {
             u.recv.kernel_drops,
             u.recv.pool_drops,
             u.datagrams.rtp_seq_gaps
+        );
+    }
+    if let Some(h) = &i.hls {
+        let _ = writeln!(
+            s,
+            "  hls: {} segments ({} bytes), {} playlist loads, {} segments missed, {} restarts, {} retries, {} pacing resets",
+            h.segments,
+            h.segment_bytes,
+            h.playlist_loads,
+            h.missed_segments,
+            h.restarts,
+            h.segment_retries,
+            h.pace_resets
         );
     }
     for o in &r.outputs {

@@ -8,12 +8,14 @@
 //!   bracketed IPv6 (`udp://[ff15::1]:5000`); see [`UdpSpec`];
 //! - on both, the stream filter options `program=N&si=0|1&pids=256,257`
 //!   ([`FilterSpec`]);
+//! - `http://host/x.m3u8?pace=dts|none`: HLS ([`HlsSpec`]);
 //! - `copy://<stream>` and `mixer://<video>,<audio>?audio_failure=down|continue`,
 //!   other streams of a `serve` node ([`MixerSpec`]).
 //!
 //! Layout: this file holds the types shared by the schemes, the error and
-//! [`parse_input`]; `udp.rs`, `file.rs` and `stream.rs` (copy, mixer) parse
-//! their schemes, `filter.rs` the filter options files and UDP take.
+//! [`parse_input`]; `udp.rs`, `file.rs`, `hls.rs` and `stream.rs` (copy,
+//! mixer) parse their schemes, `filter.rs` the filter options files, UDP and
+//! HLS take.
 //!
 //! Every other scheme of the grammar (DESIGN.md) is recognised and refused
 //! as not yet supported, so a typo is told apart from a missing feature.
@@ -36,16 +38,18 @@ use thiserror::Error;
 
 mod file;
 mod filter;
+mod hls;
 mod stream;
 mod udp;
 pub(crate) use udp::{parse_authority, parse_iface};
 
 pub use crate::ts::filter::{FilterSpec, MAX_ALLOWED_PIDS};
+pub use hls::{HlsPace, HlsSpec};
 pub use stream::{AudioFailure, MAX_ID_LEN, MixerSpec, check_stream_id};
 pub use udp::{Iface, UdpSpec};
 
 /// Schemes of the full grammar that later work adds.
-const PLANNED_SCHEMES: &[&str] = &["rtp", "http", "https", "srt", "rtmp", "rtmps", "rtsp", "rtsps"];
+const PLANNED_SCHEMES: &[&str] = &["rtp", "srt", "rtmp", "rtmps", "rtsp", "rtsps"];
 
 /// Default `rcvbuf`: 8 MiB.
 pub const DEFAULT_RCVBUF: usize = 8 << 20;
@@ -91,6 +95,8 @@ pub enum InputSpec {
     },
     /// `mixer://<video>,<audio>`: video of one stream, audio of another.
     Mixer(MixerSpec),
+    /// `http://host/x.m3u8`: an HLS playlist, live or VOD.
+    Hls(HlsSpec),
 }
 
 impl InputSpec {
@@ -99,7 +105,7 @@ impl InputSpec {
         match self {
             InputSpec::Copy { stream } => vec![stream.as_str()],
             InputSpec::Mixer(mix) => vec![mix.video.as_str(), mix.audio.as_str()],
-            InputSpec::File { .. } | InputSpec::Udp(_) => Vec::new(),
+            InputSpec::File { .. } | InputSpec::Udp(_) | InputSpec::Hls(_) => Vec::new(),
         }
     }
 
@@ -108,6 +114,7 @@ impl InputSpec {
         match self {
             InputSpec::Udp(u) => u.filter.clone(),
             InputSpec::File { filter, .. } => filter.clone(),
+            InputSpec::Hls(h) => h.filter.clone(),
             InputSpec::Copy { .. } | InputSpec::Mixer(_) => FilterSpec::default(),
         }
     }
@@ -174,7 +181,7 @@ pub enum UrlError {
     Empty,
     /// The scheme is not part of the grammar.
     #[error(
-        "unknown URL scheme '{scheme}' in '{url}' (expected a file path, file:///abs/path.ts, udp://host:port, copy://<stream> or mixer://<video>,<audio>)"
+        "unknown URL scheme '{scheme}' in '{url}' (expected a file path, file:///abs/path.ts, udp://host:port, http://host/x.m3u8, copy://<stream> or mixer://<video>,<audio>)"
     )]
     UnknownScheme {
         /// The scheme as written.
@@ -184,13 +191,29 @@ pub enum UrlError {
     },
     /// The scheme is in the grammar but not built yet.
     #[error(
-        "URL scheme '{scheme}' is not supported yet (this build takes files, udp://, copy:// and mixer://): '{url}'"
+        "URL scheme '{scheme}' is not supported yet (this build takes files, udp://, http:// HLS, copy:// and mixer://): '{url}'"
     )]
     NotYetSupported {
         /// The scheme as written.
         scheme: String,
         /// The whole URL, user info redacted.
         url: String,
+    },
+    /// An `http(s)://` input this build cannot read yet.
+    #[error("{what} is not supported yet (this build reads HLS playlists over http://): '{url}'")]
+    HttpNotYetSupported {
+        /// What the URL asks for.
+        what: &'static str,
+        /// The whole URL, user info redacted.
+        url: String,
+    },
+    /// An `http://` URL that cannot be fetched as written.
+    #[error("bad http URL '{url}': {reason}")]
+    BadHttpUrl {
+        /// The whole URL, user info redacted.
+        url: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A `file://` URL that is not `file:///absolute/path`.
     #[error("bad file URL '{url}': {reason}")]
@@ -214,6 +237,14 @@ pub enum UrlError {
     NeedsNode {
         /// The scheme.
         scheme: &'static str,
+        /// The command.
+        command: &'static str,
+    },
+    /// An input a command does not read yet.
+    #[error("`uringest {command}` does not read {what} inputs yet")]
+    NotForCommand {
+        /// What kind of input.
+        what: &'static str,
         /// The command.
         command: &'static str,
     },
@@ -305,6 +336,7 @@ pub fn parse_input(input: &str) -> Result<InputSpec, UrlError> {
         "udp" => return udp::parse_udp_url(rest).map(InputSpec::Udp),
         "copy" => return stream::parse_copy(rest).map(|stream| InputSpec::Copy { stream }),
         "mixer" => return stream::parse_mixer(rest).map(InputSpec::Mixer),
+        "http" | "https" => return hls::parse_http_url(input),
         _ => {}
     }
     let valid_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())

@@ -344,3 +344,39 @@ fn copy_and_mixer_refusals_name_the_part() {
     assert_eq!(copy.clone().standalone("relay").unwrap_err(), UrlError::NeedsNode { scheme: "copy", command: "relay" });
     assert!(copy.filter().is_passthrough());
 }
+
+fn hls(input: &str) -> HlsSpec {
+    match parse_input(input) {
+        Ok(InputSpec::Hls(spec)) => spec,
+        other => panic!("{input}: {other:?}"),
+    }
+}
+
+#[test]
+fn an_http_playlist_is_hls_and_keeps_the_servers_query() {
+    let plain = hls("http://cdn.example:8080/live/index.m3u8");
+    assert_eq!(plain.url.as_str(), "http://cdn.example:8080/live/index.m3u8");
+    assert_eq!((plain.pace, plain.filter.clone()), (HlsPace::Dts, FilterSpec::default()));
+    assert_eq!(plain.to_string(), "http://cdn.example:8080/live/index.m3u8");
+    // This node's keys come out; the server's stay as written, in order.
+    let mixed = hls("HTTP://127.0.0.1/a/b.M3U8?token=a%2Bb&pace=none&sig&program=3&x=1+2#frag");
+    assert_eq!(mixed.url.as_str(), "http://127.0.0.1/a/b.M3U8?token=a%2Bb&sig&x=1+2");
+    assert_eq!((mixed.pace, mixed.filter.program), (HlsPace::None, Some(3)));
+    let shown = mixed.to_string();
+    assert_eq!(shown, "http://127.0.0.1/a/b.M3U8?token=a%2Bb&sig&x=1+2&pace=none&program=3");
+    assert_eq!(hls(&shown), mixed);
+    assert_eq!(hls("http://[::1]:81/x.m3u?&&pace=dts").url.as_str(), "http://[::1]:81/x.m3u");
+}
+
+#[test]
+fn http_refusals_name_what_is_wrong() {
+    err_says("http://user:secret@host/x.m3u8", "user info is not allowed");
+    assert!(!err("http://user:secret@host/x.m3u8").to_string().contains("secret"));
+    err_says("https://host/x.m3u8", "HLS over https:// (TLS) is not supported yet");
+    err_says("http://host/stream.ts", "progressive HTTP-TS");
+    err_says("http://host/x.m3u8?pace=pcr", "bad value 'pcr' for 'pace': expected dts or none");
+    err_says("http://host/x.m3u8?pace=none&pace=dts", "option 'pace' given twice");
+    err_says("http://host/x.m3u8?program=0", "program 0");
+    err_says("http://host:99999/x.m3u8", "not a valid URL");
+    assert!(matches!(InputSpec::Hls(hls("http://h/x.m3u8")).standalone("relay"), Ok(InputSpec::Hls(_))));
+}

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::clock::SystemClock;
 use crate::input::chunks::FileChunks;
 use crate::input::file::MappedFile;
+use crate::input::hls::HlsInput;
 use crate::input::playout::Playout;
 use crate::input::playout::drive::{ChunkSink, DriveOptions, drive};
 use crate::input::read::{FileMethod, ReadChunks, ReadOptions, resolve};
@@ -104,27 +105,63 @@ pub async fn run(core: Rc<RefCell<Core>>, open_id: u64, spec: InputSpec, mut sto
         _ = stop.changed() => return,
     };
     match outcome {
-        Outcome::OpenFailed(e) => sink.report(|input| Event::OpenFailed { input, permanent: false }, Some(e)),
-        Outcome::Failed(e) => sink.report(|input| Event::Failed { input, permanent: false }, Some(e)),
+        Outcome::OpenFailed { permanent, error } => {
+            sink.report(|input| Event::OpenFailed { input, permanent }, Some(error))
+        }
+        Outcome::Failed { permanent, error } => sink.report(|input| Event::Failed { input, permanent }, Some(error)),
         Outcome::Ended => sink.report(|input| Event::Ended { input }, None),
     }
 }
 
 pub(super) enum Outcome {
-    OpenFailed(String),
-    Failed(String),
+    /// The input could not open; `permanent` when opening again cannot help.
+    OpenFailed {
+        permanent: bool,
+        error: String,
+    },
+    /// The input failed after it opened.
+    Failed {
+        permanent: bool,
+        error: String,
+    },
     Ended,
+}
+
+impl Outcome {
+    /// A failure to open that trying again may mend.
+    pub(super) fn open_failed(error: impl ToString) -> Outcome {
+        Outcome::OpenFailed { permanent: false, error: error.to_string() }
+    }
+
+    /// A failure after the open that trying again may mend.
+    pub(super) fn failed(error: impl ToString) -> Outcome {
+        Outcome::Failed { permanent: false, error: error.to_string() }
+    }
 }
 
 async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
     match spec {
         InputSpec::Copy { stream } => upstream::copy(sink, &stream).await,
         InputSpec::Mixer(mix) => upstream::mix(sink, mix).await,
+        InputSpec::Hls(spec) => {
+            // A new input per open: a reopened live playlist is joined at
+            // its live edge again.
+            let mut input = HlsInput::new(spec);
+            let open = match input.open().await {
+                Ok(open) => open,
+                Err(e) => return Outcome::OpenFailed { permanent: e.permanent, error: e.message },
+            };
+            sink.report(|input| Event::Opened { input }, None);
+            match input.play(open, sink).await {
+                Ok(()) => Outcome::Ended,
+                Err(e) => Outcome::Failed { permanent: e.permanent, error: e.message },
+            }
+        }
         InputSpec::Udp(spec) => {
             let backend = sink.core.borrow().backend;
             let mut input = match UdpInput::open(&spec, backend) {
                 Ok(input) => input,
-                Err(e) => return Outcome::OpenFailed(e.to_string()),
+                Err(e) => return Outcome::open_failed(e.to_string()),
             };
             sink.report(|input| Event::Opened { input }, None);
             let mut chunks = Vec::new();
@@ -153,7 +190,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                 }
                 if let Err(e) = read {
                     sink.udp_counters(UdpDelta::default(), 0);
-                    return Outcome::Failed(e.to_string());
+                    return Outcome::failed(e.to_string());
                 }
                 sink.publish_batch(&mut chunks);
                 // A backlog returns batch after batch without waiting: let
@@ -165,12 +202,12 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
             let backend = sink.core.borrow().backend;
             let method = match resolve(&path, read) {
                 Ok(method) => method,
-                Err(e) => return Outcome::OpenFailed(e.to_string()),
+                Err(e) => return Outcome::open_failed(e.to_string()),
             };
             if method == FileMethod::Read {
                 let mut reader = match ReadChunks::open(&path, backend, ReadOptions::default()) {
                     Ok(reader) => reader,
-                    Err(e) => return Outcome::OpenFailed(e.to_string()),
+                    Err(e) => return Outcome::open_failed(e.to_string()),
                 };
                 sink.report(|input| Event::Opened { input }, None);
                 let mut chunks = Vec::new();
@@ -178,7 +215,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                     match reader.next_chunk().await {
                         Ok(Some(chunk)) => chunks.push(chunk),
                         Ok(None) => return Outcome::Ended,
-                        Err(e) => return Outcome::Failed(e.to_string()),
+                        Err(e) => return Outcome::failed(e.to_string()),
                     }
                     sink.publish_batch(&mut chunks);
                     tokio::task::yield_now().await;
@@ -186,7 +223,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
             }
             let file = match MappedFile::open(&path) {
                 Ok(file) => file,
-                Err(e) => return Outcome::OpenFailed(e.to_string()),
+                Err(e) => return Outcome::open_failed(e.to_string()),
             };
             sink.report(|input| Event::Opened { input }, None);
             let looping = looping.unwrap_or(false);
@@ -196,7 +233,7 @@ async fn read(sink: &mut InputSink, spec: InputSpec) -> Outcome {
                 .await
             {
                 Ok(_) => Outcome::Ended,
-                Err(e) => Outcome::Failed(format!("{}: {e}", path.display())),
+                Err(e) => Outcome::failed(format!("{}: {e}", path.display())),
             }
         }
     }

@@ -31,7 +31,7 @@ use crate::output::spec::OutputSpec;
 use crate::output::udp::{LiveCounters, UdpOutput, shard_outputs};
 use crate::output::writer::{self, Target};
 use crate::shard::Shards;
-use crate::url::{InputSpec, Pace};
+use crate::url::{HlsPace, InputSpec, Pace};
 use core::{Core, add_input, dispatch, remove_input};
 pub use edits::{InputEdit, input_edits};
 
@@ -87,6 +87,7 @@ impl StreamHandle {
         let capacity = match config.inputs.first() {
             Some(InputSpec::Udp(_)) => UDP_HUB_CAPACITY,
             Some(InputSpec::File { pace: None | Some(Pace::Pcr), .. }) => PACED_FILE_HUB_CAPACITY,
+            Some(InputSpec::Hls(hls)) if hls.pace == HlsPace::Dts => PACED_FILE_HUB_CAPACITY,
             _ => FILE_HUB_CAPACITY,
         };
         let (publisher, hub) = crate::hub::Hub::new(capacity).map_err(|e| NodeError::Unavailable(e.to_string()))?;

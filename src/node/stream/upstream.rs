@@ -44,7 +44,7 @@ const LEASE_CHECK: Duration = Duration::from_secs(1);
 pub(super) async fn copy(sink: &mut InputSink, stream: &str) -> Outcome {
     let reader = sink.core.borrow().directory.chunks(stream);
     let Some(mut reader) = reader else {
-        return Outcome::OpenFailed(format!("no stream '{stream}' to copy"));
+        return Outcome::open_failed(format!("no stream '{stream}' to copy"));
     };
     sink.report(|input| Event::Opened { input }, None);
     let mut batch = Vec::with_capacity(COPY_BATCH);
@@ -69,7 +69,7 @@ pub(super) async fn copy(sink: &mut InputSink, stream: &str) -> Outcome {
 /// is still there, restarted by a replace.
 fn upstream_closed(sink: &InputSink, stream: &str) -> Outcome {
     if sink.core.borrow().directory.contains(stream) {
-        Outcome::Failed(format!("stream '{stream}' restarted"))
+        Outcome::failed(format!("stream '{stream}' restarted"))
     } else {
         Outcome::Ended
     }
@@ -80,14 +80,14 @@ fn upstream_closed(sink: &InputSink, stream: &str) -> Outcome {
 pub(super) async fn mix(sink: &mut InputSink, spec: MixerSpec) -> Outcome {
     let directory = Arc::clone(&sink.core.borrow().directory);
     let Some(mut video) = subscribe_av(&directory, &spec.video) else {
-        return Outcome::OpenFailed(format!("no stream '{}' for the mixer's video", spec.video));
+        return Outcome::open_failed(format!("no stream '{}' for the mixer's video", spec.video));
     };
     let Some(mut audio) = subscribe_av(&directory, &spec.audio) else {
-        return Outcome::OpenFailed(format!("no stream '{}' for the mixer's audio", spec.audio));
+        return Outcome::open_failed(format!("no stream '{}' for the mixer's audio", spec.audio));
     };
     let mut muxer = match Muxer::new(MuxConfig::default()) {
         Ok(muxer) => muxer,
-        Err(e) => return Outcome::OpenFailed(e.to_string()),
+        Err(e) => return Outcome::open_failed(e.to_string()),
     };
     sink.report(|input| Event::Opened { input }, None);
     let clock = SystemClock;
