@@ -155,7 +155,7 @@ fn bad_input_exits_2_with_one_line() {
     for (args, needle) in [
         (&["udp://127.0.0.1:5000", "--rate", "abc"][..], "--rate"),
         (&["udp://127.0.0.1:5000", "--rate", "1G", "--pkt", "100"][..], "--pkt"),
-        (&["http://127.0.0.1:5000", "--rate", "1G"][..], "'http'"),
+        (&["http://127.0.0.1:5000", "--rate", "1G"][..], "'http://127.0.0.1:5000' is not a udp:// URL"),
         (&["file:///tmp/x.ts", "--rate", "1G"][..], "not a udp:// URL"),
         (&["udp://127.0.0.1:5000", "--rate", "1G", "--duration", "0"][..], "--duration"),
         (&["udp://127.0.0.1:5000?rcvbuf=1M", "--rate", "1G"][..], "'rcvbuf'"),

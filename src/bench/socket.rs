@@ -36,6 +36,10 @@ pub struct Destination {
 /// Reads `udp://host:port[?iface=...]` with the crate's URL parser.
 pub fn parse_destination(url: &str) -> Result<Destination, SendError> {
     let bad = |problem: String| SendError::Destination { problem };
+    // Any other scheme is refused as such, not with its own parser's words.
+    if !url.get(..6).is_some_and(|scheme| scheme.eq_ignore_ascii_case("udp://")) {
+        return Err(bad(format!("'{}' is not a udp:// URL", crate::url::shown(url))));
+    }
     let spec = match parse_input(url) {
         Ok(InputSpec::Udp(spec)) => spec,
         Ok(_) => return Err(bad(format!("'{url}' is not a udp:// URL"))),
@@ -164,7 +168,7 @@ mod tests {
 
     #[test]
     fn bad_destinations_name_the_part() {
-        says("http://127.0.0.1:5000", "'http'");
+        says("http://127.0.0.1:5000", "'http://127.0.0.1:5000' is not a udp:// URL");
         says("some/file.ts", "not a udp:// URL");
         says("udp://example.com:5000", "example.com");
         says("udp://127.0.0.1", "port");
