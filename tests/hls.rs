@@ -323,6 +323,7 @@ fn a_serve_stream_fails_over_from_a_missing_playlist_at_once_and_serves_the_next
     let first = &detail["inputs"][0];
     assert_eq!(first["state"], "failed", "{detail:#}");
     assert!(first["last_error"].as_str().unwrap().contains("missing.m3u8: HTTP 404"), "{detail:#}");
+    assert_eq!(detail["inputs"][1]["segments_missed_total"], 0, "{detail:#}");
     let ts = common::node::record_for(addr, "tv", 3.0);
     common::node::stop_node(node);
     let path = dir.path().join("recorded.ts");

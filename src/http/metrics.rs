@@ -94,6 +94,9 @@ const INPUT: &[Family<InputStatus>] = &[
     ("input_lag_drops_total", Kind::Counter, "Upstream items a copy or mixer input missed by falling behind.", |i| {
         Num::U(i.lag_drops_total)
     }),
+    ("input_segments_missed_total", Kind::Counter, "HLS segments that left the live window unfetched.", |i| {
+        Num::U(i.segments_missed_total)
+    }),
     (
         "input_mix_dropped_total",
         Kind::Counter,

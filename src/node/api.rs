@@ -131,6 +131,8 @@ pub struct InputStatus {
     /// Items the upstream stream overwrote before this input read them
     /// (`copy://`, `mixer://`).
     pub lag_drops_total: u64,
+    /// HLS segments that left the live window before they were fetched.
+    pub segments_missed_total: u64,
     /// AV packets a mixer dropped: of the wrong kind for their upstream,
     /// of a second track, or from before the mix started.
     pub mix_dropped_total: u64,

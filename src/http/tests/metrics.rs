@@ -170,6 +170,7 @@ fn stream(id: &str, url: &str) -> StreamDetail {
                 kernel_drops_total: 11,
                 rtp_gaps_total: 12,
                 lag_drops_total: 15,
+                segments_missed_total: 3,
                 mix_dropped_total: 16,
                 mix_realigned_total: 17,
                 last_data_ago_s: None,
@@ -200,7 +201,7 @@ fn shard() -> ShardStatus {
 }
 
 /// Families the renderer must always describe.
-const FAMILIES: usize = 14 + 9 + 2 + 3 + 4;
+const FAMILIES: usize = 14 + 10 + 2 + 3 + 4;
 
 #[test]
 fn rendered_page_is_valid_and_exact() {
@@ -209,9 +210,9 @@ fn rendered_page_is_valid_and_exact() {
     let samples = check_exposition(&page).unwrap_or_else(|e| panic!("{e}\n{page}"));
     assert_eq!(page.matches("# HELP ").count(), FAMILIES);
     assert_eq!(page.matches("# TYPE ").count(), FAMILIES);
-    // 14 stream families and 2 output families x 2 streams; 9 input and
+    // 14 stream families and 2 output families x 2 streams; 10 input and
     // 3 PID families x 2 streams x 2; 4 shard families.
-    assert_eq!(samples.len(), 14 * 2 + 2 * 2 + 9 * 4 + 3 * 4 + 4);
+    assert_eq!(samples.len(), 14 * 2 + 2 * 2 + 10 * 4 + 3 * 4 + 4);
     for line in [
         "# TYPE uringest_bytes_total counter",
         "uringest_bytes_total{stream=\"one\"} 188000",
@@ -234,6 +235,7 @@ fn rendered_page_is_valid_and_exact() {
         "uringest_input_kernel_drops_total{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 11",
         "uringest_input_rtp_gaps_total{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 12",
         "uringest_input_lag_drops_total{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 15",
+        "uringest_input_segments_missed_total{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 3",
         "uringest_input_mix_dropped_total{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 16",
         "uringest_input_mix_realigned_total{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 17",
         "uringest_input_active{stream=\"two\",input=\"0\",url=\"udp://239.0.0.1:5000\"} 0",

@@ -106,6 +106,7 @@ impl FakeNode {
                     kernel_drops_total: 0,
                     rtp_gaps_total: 0,
                     lag_drops_total: 0,
+                    segments_missed_total: 0,
                     mix_dropped_total: 0,
                     mix_realigned_total: 0,
                     last_data_ago_s: Some(0.1),

@@ -130,6 +130,8 @@ pub struct OpenPlaylist {
 struct Fetched {
     body: Bytes,
     discontinuity: bool,
+    /// Segments lost just before this one (told to the sink with it).
+    missed_before: u64,
 }
 
 impl HlsInput {
@@ -211,11 +213,14 @@ async fn fetch_segments(
             tracing::warn!(playlist = %media_url, missed = update.missed, restarted = update.restarted, "HLS: segments lost");
         }
         let brought = !update.new.is_empty();
+        let mut missed_before = update.missed;
         for segment in update.new {
             let body = fetch_segment(&segment.url, counters).await?;
             counters.segments += 1;
             counters.segment_bytes += body.len() as u64;
-            if tx.send(Fetched { body, discontinuity: segment.discontinuity }).await.is_err() {
+            let fetched = Fetched { body, discontinuity: segment.discontinuity, missed_before };
+            missed_before = 0;
+            if tx.send(fetched).await.is_err() {
                 return Ok(());
             }
             cursor.taken(segment.sequence);
@@ -271,6 +276,9 @@ async fn play_segments(
     let start = clock.now();
     let mut batch = Vec::new();
     while let Some(segment) = rx.recv().await {
+        if segment.missed_before > 0 {
+            sink.segments_missed(segment.missed_before);
+        }
         let mut chunks = FileChunks::from_bytes(segment.body, false, CHUNK_PACKETS);
         let mut discontinuity = segment.discontinuity;
         while let Some(chunk) = chunks.next_chunk() {

@@ -40,6 +40,10 @@ use crate::hub::Publisher;
 pub trait ChunkSink {
     /// Takes every chunk of `batch`, in order, leaving it empty.
     fn publish_batch(&mut self, batch: &mut Vec<Bytes>);
+
+    /// Counts `count` segments of a segmented source (HLS) that were lost
+    /// before the chunks that follow; sinks without such a counter ignore it.
+    fn segments_missed(&mut self, _count: u64) {}
 }
 
 impl ChunkSink for Publisher<Bytes> {

@@ -95,6 +95,8 @@ pub struct InputSlot {
     pub rtp_gaps: u64,
     /// Upstream hub items missed (copy, mixer), over every open.
     pub lag_drops: u64,
+    /// HLS segments that left the live window unfetched, over every open.
+    pub segments_missed: u64,
     /// What a mixer dropped or repaired, over every open.
     pub mix: MixCounters,
     /// Pool use of the current open, counters over every open.
@@ -370,6 +372,7 @@ impl Core {
                     kernel_drops_total: slot.kernel_drops,
                     rtp_gaps_total: slot.rtp_gaps,
                     lag_drops_total: slot.lag_drops,
+                    segments_missed_total: slot.segments_missed,
                     mix_dropped_total: slot.mix.dropped(),
                     mix_realigned_total: slot.mix.realigned,
                     last_data_ago_s: ago(health.and_then(|h| h.last_data)),

@@ -44,6 +44,12 @@ pub(super) struct InputSink {
 }
 
 impl ChunkSink for InputSink {
+    fn segments_missed(&mut self, count: u64) {
+        if let Some(index) = self.index() {
+            self.core.borrow_mut().inputs[index].segments_missed += count;
+        }
+    }
+
     fn publish_batch(&mut self, batch: &mut Vec<Bytes>) {
         {
             let mut core = self.core.borrow_mut();
