@@ -18,7 +18,7 @@
 pub mod fetch;
 pub mod playlist;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -117,6 +117,9 @@ pub struct HlsInput {
     media_url: Option<Url>,
     cursor: Cursor,
     pacer: ChunkPacer,
+    /// The pacer's time origin: kept across opens, as the pacer's schedule
+    /// is.
+    epoch: Instant,
     counters: HlsCounters,
 }
 
@@ -142,6 +145,7 @@ impl HlsInput {
             media_url: None,
             cursor: Cursor::new(),
             pacer: ChunkPacer::new(DtsPaceLimits::default()),
+            epoch: SystemClock.now(),
             counters: HlsCounters::default(),
         }
     }
@@ -156,11 +160,11 @@ impl HlsInput {
     pub async fn play(&mut self, open: OpenPlaylist, sink: &mut impl ChunkSink) -> Result<(), HlsError> {
         let OpenPlaylist { url: media_url, media: first } = open;
         let (tx, rx) = mpsc::channel(SEGMENT_QUEUE);
-        let HlsInput { spec, cursor, pacer, counters, .. } = self;
+        let HlsInput { spec, cursor, pacer, epoch, counters, .. } = self;
         let pace = spec.pace;
         let mut framing = ChunkCounters::default();
         let fetcher = fetch_segments(&media_url, first, cursor, counters, tx);
-        let player = play_segments(rx, pace, pacer, sink, &mut framing);
+        let player = play_segments(rx, (pace, *epoch), pacer, sink, &mut framing);
         let (fetched, ()) = tokio::join!(fetcher, player);
         self.counters.skipped_bytes += framing.skipped_bytes;
         self.counters.sync_losses += framing.sync_losses;
@@ -267,13 +271,12 @@ async fn fetch_segment(url: &Url, counters: &mut HlsCounters) -> Result<Bytes, H
 /// DTS when `pace` says so, until the fetcher is done.
 async fn play_segments(
     mut rx: mpsc::Receiver<Fetched>,
-    pace: HlsPace,
+    (pace, epoch): (HlsPace, Instant),
     pacer: &mut ChunkPacer,
     sink: &mut impl ChunkSink,
     framing: &mut ChunkCounters,
 ) {
     let clock = SystemClock;
-    let start = clock.now();
     let mut batch = Vec::new();
     while let Some(segment) = rx.recv().await {
         if segment.missed_before > 0 {
@@ -283,7 +286,7 @@ async fn play_segments(
         let mut discontinuity = segment.discontinuity;
         while let Some(chunk) = chunks.next_chunk() {
             if pace == HlsPace::Dts {
-                let now = clock.now().saturating_duration_since(start);
+                let now = clock.now().saturating_duration_since(epoch);
                 let due = pacer.release_at(&chunk, discontinuity, now);
                 discontinuity = false;
                 if due > now + PACE_SLACK {
