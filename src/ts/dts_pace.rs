@@ -182,13 +182,7 @@ mod tests {
     /// One 188-byte packet starting a PES with `pts` on PID 256.
     fn pes_start(pts: u64) -> Vec<u8> {
         let mut p = vec![0x47, 0x41, 0x00, 0x10, 0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 5];
-        p.extend_from_slice(&[
-            0x20 | ((pts >> 29) as u8 & 0x0E) | 1,
-            (pts >> 22) as u8,
-            ((pts >> 14) as u8 & 0xFE) | 1,
-            (pts >> 7) as u8,
-            ((pts << 1) as u8 & 0xFE) | 1,
-        ]);
+        p.extend_from_slice(&crate::ts::timestamp::encode_timestamp(2, pts));
         p.resize(188, 0xFF);
         p
     }

@@ -61,7 +61,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::packet::{PACKET_LEN, Pcr, Pid, TsPacket, afc};
-use super::timestamp::read_timestamp;
+use super::timestamp::{dts_or_pts, read_timestamp, timestamp_fields};
 
 /// PTS/DTS wrap at 2^33 ticks of 90 kHz.
 const TIMESTAMP_WRAP: u64 = 1 << 33;
@@ -328,7 +328,7 @@ impl LoopSeam {
             self.counters.pcrs_rewritten_total += 1;
         }
         let Some(start) = pes_start(p) else { return };
-        let Some(fields) = p.get(start..).and_then(pes_timestamps) else { return };
+        let Some(fields) = p.get(start..).and_then(timestamp_fields) else { return };
         let offset = self.offset_ticks / 300;
         for at in fields.into_iter().flatten() {
             let field = &mut p[start + at..start + at + 5];
@@ -370,8 +370,7 @@ impl LoopSeam {
         }
         let Some(start) = pes_start(pkt.bytes()) else { return };
         let payload = &pkt.bytes()[start..];
-        let Some([pts, dts]) = pes_timestamps(payload) else { return };
-        let Some(ts) = dts.or(pts).and_then(|at| read_timestamp(&payload[at..at + 5])) else { return };
+        let Some(ts) = dts_or_pts(payload) else { return };
         // PES_packet_length counts from after itself; the payload follows
         // the 3 flag/length bytes and the header data.
         let length = u64::from(u16::from_be_bytes([payload[4], payload[5]]));
@@ -418,33 +417,6 @@ fn pes_start(p: &[u8; PACKET_LEN]) -> Option<usize> {
     }
     let start = if control & afc::ADAPTATION != 0 { 5 + usize::from(p[4]) } else { 4 };
     (start < PACKET_LEN).then_some(start)
-}
-
-/// Positions of PTS and DTS in a PES packet start (§2.4.3.7), when the
-/// header is there in full:
-///
-/// ```text
-/// 00 00 01 | stream_id | PES_packet_length(16) |
-/// 10 scrambling(2) priority align copyright original |
-/// PTS_DTS_flags(2) ESCR ES_rate DSM_trick copy_info CRC extension |
-/// PES_header_data_length | PTS (5 bytes) | DTS (5 bytes) ...
-/// ```
-fn pes_timestamps(payload: &[u8]) -> Option<[Option<usize>; 2]> {
-    let &[0, 0, 1, stream_id, _, _, flags1, flags2, header_len, ..] = payload else {
-        return None;
-    };
-    // Streams without the optional header (Table 2-21): program_stream_map,
-    // padding, private_stream_2, ECM, EMM, DSMCC, H.222.1 type E, directory.
-    if matches!(stream_id, 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF) || flags1 & 0xC0 != 0x80 {
-        return None;
-    }
-    let fields = match flags2 >> 6 {
-        0b10 => [Some(9), None],
-        0b11 => [Some(9), Some(14)],
-        _ => return None,
-    };
-    let needed = if fields[1].is_some() { 10 } else { 5 };
-    (usize::from(header_len) >= needed && payload.len() >= 9 + needed).then_some(fields)
 }
 
 /// Writes a 33-bit timestamp, keeping the 4-bit prefix and marker bits.

@@ -6,6 +6,7 @@ use super::track::unwrap_near;
 use super::*;
 use crate::ts::packet::Pid;
 use crate::ts::psi::{build_section, packetize, pat_body, pmt_body};
+use crate::ts::timestamp::encode_timestamp;
 
 const PMT_PID: u16 = 0x1000;
 const IDR: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x65, 0x88, 0x80];
@@ -77,26 +78,16 @@ impl Stream {
     }
 }
 
-fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
-    [
-        prefix << 4 | ((ts >> 29) & 0x0E) as u8 | 1,
-        (ts >> 22) as u8,
-        ((ts >> 14) & 0xFE) as u8 | 1,
-        (ts >> 7) as u8,
-        ((ts << 1) & 0xFE) as u8 | 1,
-    ]
-}
-
 fn pes_bytes(pts: Option<u64>, dts: Option<u64>, es: &[u8], bounded: bool) -> Vec<u8> {
     let mut header = Vec::new();
     let flags = match (pts, dts) {
         (Some(p), Some(d)) => {
-            header.extend_from_slice(&timestamp(3, p));
-            header.extend_from_slice(&timestamp(1, d));
+            header.extend_from_slice(&encode_timestamp(3, p));
+            header.extend_from_slice(&encode_timestamp(1, d));
             0xC0
         }
         (Some(p), None) => {
-            header.extend_from_slice(&timestamp(2, p));
+            header.extend_from_slice(&encode_timestamp(2, p));
             0x80
         }
         _ => 0,

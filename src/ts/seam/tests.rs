@@ -55,7 +55,7 @@ fn pes_clock(bytes: &[u8]) -> BTreeMap<Pid, Vec<u64>> {
     for p in packets(bytes) {
         let Some(start) = pes_start(p.bytes()) else { continue };
         let payload = &p.bytes()[start..];
-        let Some([pts, dts]) = pes_timestamps(payload) else { continue };
+        let Some([pts, dts]) = timestamp_fields(payload) else { continue };
         let at = dts.or(pts).unwrap();
         out.entry(p.pid()).or_default().push(read_timestamp(&payload[at..at + 5]).unwrap());
     }
@@ -139,7 +139,7 @@ fn rewrite_touches_only_counters_and_clocks() {
             assert_ne!(pb.adaptation_field().and_then(|af| af.pcr()), Some(pcr));
             assert_eq!(a[10] & 0x7E, b[10] & 0x7E, "reserved bits kept");
         }
-        let pes = pes_start(pa.bytes()).and_then(|s| pes_timestamps(&a[s..]).map(|f| (s, f)));
+        let pes = pes_start(pa.bytes()).and_then(|s| timestamp_fields(&a[s..]).map(|f| (s, f)));
         let mut same = [true; PACKET_LEN];
         same[3] = false;
         if pa.adaptation_field().and_then(|af| af.pcr()).is_some() {
