@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{ffprobe, fixture};
+use common::{decode_errors, ffprobe, fixture};
 use serde_json::Value;
 use uringest::clock::{Clock, SystemClock};
 
@@ -123,13 +123,6 @@ fn codecs(probe: &Value) -> Vec<String> {
         probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap().to_owned()).collect();
     c.sort();
     c
-}
-
-/// What ffmpeg's decoder says about `path` (empty: no errors).
-fn decode_errors(path: &Path) -> String {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
-    assert!(out.status.success(), "ffmpeg could not read {}", path.display());
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn concat(paths: &[PathBuf]) -> Vec<u8> {

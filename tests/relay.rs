@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Sender, backends, ffprobe, fixture, free_port, uringest};
+use common::{Sender, backends, decode_errors, ffprobe, fixture, free_port, uringest};
 use serde_json::Value;
 use uringest::clock::{Clock, SystemClock};
 use uringest::shard::Backend;
@@ -53,13 +53,6 @@ fn finish(mut child: Child, limit: Duration) -> Value {
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(status.success(), "relay failed ({status}): {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} / {err}"))
-}
-
-/// What ffmpeg's decoder says about `path` (empty: no errors).
-fn decode_errors(path: &Path) -> String {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
-    assert!(out.status.success(), "ffmpeg could not read {}", path.display());
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn codecs(probe: &Value) -> Vec<String> {

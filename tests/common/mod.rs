@@ -27,6 +27,13 @@ pub fn probe_json(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("probe prints JSON")
 }
 
+/// What ffmpeg's decoder says about `path` (empty: no errors).
+pub fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
+    assert!(out.status.success(), "ffmpeg could not read {}", path.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// ffprobe's programs and streams of `path`. ffprobe comes from Debian's
 /// ffmpeg package, which the README's test command installs.
 pub fn ffprobe(path: &Path) -> Value {
