@@ -226,6 +226,9 @@ pub struct Psi {
     pmts: BTreeMap<u16, Pmt>,
     /// PIDs of private streams still waiting for a PES start to sniff.
     sniffing: BTreeMap<Pid, u16>,
+    /// Follow only PAT and PMTs: no private stream is sniffed, so the
+    /// wanted PIDs are exactly the table PIDs.
+    tables_only: bool,
     counters: PsiCounters,
 }
 
@@ -234,6 +237,17 @@ impl Psi {
     pub fn new(table: &mut PidTable) -> Psi {
         table.set_wanted(Pid::PAT, true);
         Psi::default()
+    }
+
+    /// A fresh state that follows only the PAT and PMTs: codecs stay as
+    /// the PMT's stream types name them (no private stream is sniffed for
+    /// its audio codec), and no elementary PID is ever wanted. For users
+    /// that need the tables, not the codec names, and look at every
+    /// packet of the wanted PIDs: a private stream that never starts a PES
+    /// would otherwise stay wanted for good.
+    pub fn tables_only(table: &mut PidTable) -> Psi {
+        table.set_wanted(Pid::PAT, true);
+        Psi { tables_only: true, ..Psi::default() }
     }
 
     /// The newest PAT.
@@ -263,13 +277,14 @@ impl Psi {
     /// Whether `other` holds the same tables and parser state, counters
     /// aside: then both react to any further packets alike.
     pub fn same_state(&self, other: &Psi) -> bool {
-        let Psi { assemblers, pat, pat_pending, pat_pending_version, pmts, sniffing, counters: _ } = self;
+        let Psi { assemblers, pat, pat_pending, pat_pending_version, pmts, sniffing, tables_only, counters: _ } = self;
         *assemblers == other.assemblers
             && *pat == other.pat
             && *pat_pending == other.pat_pending
             && *pat_pending_version == other.pat_pending_version
             && *pmts == other.pmts
             && *sniffing == other.sniffing
+            && *tables_only == other.tables_only
     }
 
     /// Continues with `later`, a [`Psi::fork`] of this state that followed
@@ -383,6 +398,9 @@ impl Psi {
             self.counters.pmt_changes += 1;
         }
         self.sniffing.retain(|_, program| *program != number);
+        if self.tables_only {
+            return;
+        }
         if let Some(pmt) = self.pmts.get(&number) {
             for es in pmt.streams.iter().filter(|es| codec::refined_by_content(es.codec)) {
                 self.sniffing.insert(es.pid, number);

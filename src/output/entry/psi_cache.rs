@@ -89,7 +89,7 @@ pub(crate) struct Rendered {
 /// Tables and packet copies of one stream.
 pub(crate) struct PsiCache {
     psi: Psi,
-    /// Which PIDs `psi` wants (PAT, PMTs, private streams to sniff).
+    /// Which PIDs `psi` wants: the PAT and the PMTs (nothing is sniffed).
     table: PidTable,
     tracks: Vec<Track>,
     sections: Vec<Cached>,
@@ -99,7 +99,7 @@ pub(crate) struct PsiCache {
 impl PsiCache {
     pub(crate) fn new() -> PsiCache {
         let mut table = PidTable::default();
-        let psi = Psi::new(&mut table);
+        let psi = Psi::tables_only(&mut table);
         PsiCache { psi, table, tracks: Vec::new(), sections: Vec::new(), video: None }
     }
 

@@ -95,3 +95,20 @@ fn oversized_section_is_dropped() {
     asm.push(&TsPacket::new(&p), &mut |s| got.push(s.map(<[u8]>::to_vec)));
     assert_eq!(got, vec![Err(SectionError::Length)]);
 }
+
+#[test]
+fn a_private_stream_stays_wanted_until_sniffed_except_tables_only() {
+    // A private stream (type 0x06) that never starts a PES: the full
+    // parser keeps wanting it to sniff its codec; tables_only never does.
+    let pat = build_section(0, 1, 0, &pat_body(&[(1, 0x1000)]));
+    let pmt = build_section(2, 1, 0, &pmt_body(0x100, &[(0x06, 0x100, &[])]));
+    for (tables_only, wanted) in [(false, true), (true, false)] {
+        let mut table = PidTable::default();
+        let mut psi = if tables_only { Psi::tables_only(&mut table) } else { Psi::new(&mut table) };
+        feed(&mut psi, &mut table, &packetize(&pat, Pid::PAT, &mut 0));
+        feed(&mut psi, &mut table, &packetize(&pmt, Pid::new(0x1000), &mut 0));
+        assert!(psi.programs().next().unwrap().2.is_some());
+        assert_eq!(table.get(Pid::new(0x100)).is_some_and(|e| e.wanted), wanted, "tables_only {tables_only}");
+        assert!(table.get(Pid::new(0x1000)).is_some_and(|e| e.wanted));
+    }
+}
