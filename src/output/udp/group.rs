@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{Ticker, UdpOutput, round, tick_for};
+use super::{Ticker, UdpOutput, flowing_tick, round, tick_for};
 use crate::clock::{Clock, SystemClock};
 
 /// The shard's output group: outputs are added and removed from tasks on
@@ -86,7 +86,8 @@ async fn run<C: Clock>(group: Rc<ShardOutputs>, clock: C) {
             outputs.retain(|(key, _)| !leaving.contains(key));
         }
         let now = clock.now() - start;
-        round(outputs.iter_mut().map(|(_, o)| o), now);
+        let tick = flowing_tick(outputs.iter().map(|(_, o)| o));
+        round(&mut outputs, |(_, o)| o, now, tick);
         // An output whose hub closed has sent what it held: it is done.
         outputs.retain(|(_, o)| !o.finished());
         if outputs.is_empty() {

@@ -39,19 +39,25 @@ use crate::hub::{Subscriber, TryRecvError};
 use crate::shard::timer::{PreciseTimer, ShardTimer};
 use sys::GatherSender;
 
-/// The finest tick while data flows. At 1 Gbit/s a tick carries about 8
-/// datagrams, a little under what `bench send` itself sends at once at
-/// that rate. Ticks are kept on a fixed grid, so the time spent sending
-/// does not stretch them.
-pub const TICK: Duration = Duration::from_micros(80);
-/// The coarsest tick while data flows: a 4 Mbit/s stream sends its 8
-/// datagrams every 20 ms in one message. Finer ticks for slow streams
+/// The finest tick while data flows; streams above about 1.2 Gbit/s send
+/// more than [`DATAGRAMS_PER_TICK`] a tick. Ticks are kept on a fixed
+/// grid, so the time spent sending does not stretch them.
+pub const TICK: Duration = Duration::from_micros(60);
+/// The coarsest tick while data flows: a 4 Mbit/s stream sends its 7
+/// datagrams every 18 ms in one message. Finer ticks for slow streams
 /// cost a wake-up and a send per datagram, more than a plain per-datagram
 /// sender (multicat) spends; a node with a hundred such streams feels it.
 const MAX_TICK: Duration = Duration::from_millis(20);
 /// Datagrams a tick aims to carry: slower streams tick less often, since a
 /// wake-up costs far more than sending a few datagrams more at once.
-const DATAGRAMS_PER_TICK: f64 = 8.0;
+///
+/// 7 at 1 Gbit/s is a tick of 74 us, under the 95 us between `bench
+/// send`'s bursts of 9: a tick that comes late (this VM wakes a timer
+/// 16 us late at p50, 45 us at p99) still leaves a gap no longer than the
+/// input's. With 8 (84 us ticks) the worst of 16 outputs' p99 gap was
+/// 107-118 us against 101-107 with 7 (perf/relay.sh's input: 98 us); with
+/// 6 it was 2-4 us shorter again, for a sixth more sends.
+const DATAGRAMS_PER_TICK: f64 = 7.0;
 /// How often it wakes when nothing has arrived for [`IDLE_AFTER`]: an
 /// idle output costs 50 wake-ups a second, and the first data after a
 /// pause waits at most this long.
@@ -250,10 +256,11 @@ impl UdpOutput {
         }
     }
 
-    /// Sends what the pacer allows now (everything once the input ended).
-    fn send_due(&mut self, now: Duration) {
+    /// Sends what the pacer allows now, on ticks `tick` apart (everything
+    /// once the input ended).
+    fn send_due(&mut self, now: Duration, tick: Duration) {
         let queued = self.queue.len();
-        let allowed = if self.closed { queued } else { self.pacer.allowance(now, queued) };
+        let allowed = if self.closed { queued } else { self.pacer.allowance(now, queued, tick, self.pkt_size) };
         if queued == 0 {
             return;
         }
@@ -433,19 +440,26 @@ impl Ticker {
     }
 }
 
-/// One round: every output takes what its hub has and sends what is due.
+/// One round: every output sends what is due from its queue, then every
+/// output takes what its hub has.
 ///
-/// (Sending every output's due datagrams before any took in kept the sends
-/// at a steadier offset from the tick, 16 outputs' p99 gap 117-123 us
-/// against 136-145, but at 64 outputs, where rounds overrun the tick, its
-/// sends came out smaller (p99 burst 98-245 datagrams against 793), cost
-/// 20 % more CPU, and the input socket overflowed: perf/relay.sh lost
-/// 1.5-5 % of the input there, against nothing. Taking in first lets an
-/// overloaded round send all it has.)
-fn round<'a>(outputs: impl Iterator<Item = &'a mut UdpOutput>, now: Duration) {
-    for output in outputs {
-        output.take_arrivals(now);
-        output.send_due(now);
+/// Sending first keeps each output's send at a steady offset from the
+/// tick: taking in first put the intake of the outputs before it, which
+/// varies with what the input just published, between the tick and its
+/// send. 16 outputs, three runs each of perf/relay.sh's relay row: the
+/// worst output's p99 gap 105-107 us sending first, 108.5-111 taking in
+/// first. At 64 outputs, where rounds overrun the tick, both orders lost
+/// nothing and sent alike (p99 burst 169-177 datagrams); an earlier build
+/// lost 1.5-5 % of the input there sending first.)
+///
+/// `tick` sizes what one tick may send: the tick while data flows
+/// ([`flowing_tick`]; an idle group's queues are empty).
+fn round<T>(outputs: &mut [T], output: impl Fn(&mut T) -> &mut UdpOutput, now: Duration, tick: Duration) {
+    for item in outputs.iter_mut() {
+        output(item).send_due(now, tick);
+    }
+    for item in outputs.iter_mut() {
+        output(item).take_arrivals(now);
     }
 }
 
@@ -456,7 +470,8 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
     let mut ticker = Ticker::new(start);
     loop {
         let now = clock.now() - start;
-        round(outputs.iter_mut(), now);
+        let tick = flowing_tick(outputs.iter());
+        round(&mut outputs, |o| o, now, tick);
         if outputs.iter().all(UdpOutput::finished) {
             break;
         }
