@@ -86,7 +86,7 @@ async fn run<C: Clock>(group: Rc<ShardOutputs>, clock: C) {
             outputs.retain(|(key, _)| !leaving.contains(key));
         }
         let now = clock.now() - start;
-        let tick = flowing_tick(outputs.iter().map(|(_, o)| o));
+        let tick = ticker.interval(flowing_tick(outputs.iter().map(|(_, o)| o)));
         round(&mut outputs, |(_, o)| o, now, tick);
         // An output whose hub closed has sent what it held: it is done.
         outputs.retain(|(_, o)| !o.finished());

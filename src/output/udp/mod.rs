@@ -421,12 +421,20 @@ impl Ticker {
 }
 
 impl Ticker {
-    /// Waits for the next point of the shard grid of step `tick` or a
-    /// little finer: [`MAX_TICK`] divided by a whole number, so every
-    /// [`MAX_TICK`] point (where the shard's paced files wake) is a tick.
+    /// The interval between ticks when `tick` is wanted: `tick` itself,
+    /// or on the shard's grid the step nearest it that divides
+    /// [`MAX_TICK`], so every [`MAX_TICK`] point (where the shard's paced
+    /// files wake) is a tick. Nearest, not the next finer: a 4 Mbit/s
+    /// stream wants 18 ms, and halving that to 10 ms would double the
+    /// wake-ups of a headend's slow streams.
+    fn interval(&self, tick: Duration) -> Duration {
+        if self.shared.is_some() { grid_step(tick) } else { tick }
+    }
+
+    /// Waits for the next point of the shard grid of step
+    /// [`Ticker::interval`].
     async fn wait_on_grid<C: Clock>(&mut self, shared: &ShardTimer, tick: Duration, clock: &C) {
-        let per_max = MAX_TICK.as_nanos().div_ceil(tick.as_nanos().max(1)).max(1);
-        let step = Duration::from_nanos(u64::try_from(MAX_TICK.as_nanos() / per_max).unwrap_or(1).max(1));
+        let step = self.interval(tick);
         let after = clock.now() - self.start;
         let at = shared.align(self.start + self.next_tick + step, step);
         if at <= self.start + after {
@@ -438,6 +446,12 @@ impl Ticker {
         self.next_tick = at.saturating_duration_since(self.start);
         shared.sleep_until_after_others(at).await;
     }
+}
+
+/// [`MAX_TICK`] divided by the whole number that brings it nearest `tick`.
+fn grid_step(tick: Duration) -> Duration {
+    let per_max = (MAX_TICK.as_secs_f64() / tick.as_secs_f64().max(1e-9)).round().max(1.0) as u128;
+    Duration::from_nanos(u64::try_from(MAX_TICK.as_nanos() / per_max).unwrap_or(1).max(1))
 }
 
 /// One round: every output sends what is due from its queue, then every
@@ -452,8 +466,9 @@ impl Ticker {
 /// nothing and sent alike (p99 burst 169-177 datagrams); an earlier build
 /// lost 1.5-5 % of the input there sending first.)
 ///
-/// `tick` sizes what one tick may send: the tick while data flows
-/// ([`flowing_tick`]; an idle group's queues are empty).
+/// `tick` sizes what one tick may send: the interval between ticks while
+/// data flows ([`flowing_tick`] on the ticker's grid; an idle group's
+/// queues are empty).
 fn round<T>(outputs: &mut [T], output: impl Fn(&mut T) -> &mut UdpOutput, now: Duration, tick: Duration) {
     for item in outputs.iter_mut() {
         output(item).send_due(now, tick);
@@ -470,7 +485,7 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
     let mut ticker = Ticker::new(start);
     loop {
         let now = clock.now() - start;
-        let tick = flowing_tick(outputs.iter());
+        let tick = ticker.interval(flowing_tick(outputs.iter()));
         round(&mut outputs, |o| o, now, tick);
         if outputs.iter().all(UdpOutput::finished) {
             break;
@@ -478,4 +493,21 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
         ticker.wait(tick_for(outputs.iter(), now), &clock).await;
     }
     outputs.iter().map(UdpOutput::report).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_step_is_the_divisor_of_max_tick_nearest_the_tick() {
+        let us = Duration::from_micros;
+        // A 4 Mbit/s stream's 18.4 ms stays one tick per 20 ms, not two.
+        assert_eq!(grid_step(us(18_400)), MAX_TICK);
+        assert_eq!(grid_step(us(12_000)), us(10_000));
+        assert_eq!(grid_step(MAX_TICK), MAX_TICK);
+        // 1 Gbit/s: 73.7 us becomes 20 ms / 271.
+        assert_eq!(grid_step(us(73_700) / 1000), Duration::from_nanos(20_000_000 / 271));
+        assert_eq!(grid_step(Duration::ZERO), Duration::from_nanos(1));
+    }
 }
