@@ -97,11 +97,27 @@ def collect(p, name, timeout):
         raise SystemExit(f"{name} printed no JSON: {out[:200]!r} {err.strip()[-200:]}")
     return report, usage.ru_utime + usage.ru_stime
 
+def ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(v) for v in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
 def free_ports(n):
     """A base port with n free consecutive UDP ports after it, and one more
-    free port for the input."""
+    free port for the input, all outside the kernel's ephemeral range: the
+    forwarder's output sockets take ephemeral ports when they connect, and
+    one landing in the sink's range before the sink binds it failed a run
+    ("Address already in use")."""
+    low, high = ephemeral_range()
+    spans = [(s, e) for s, e in ((10000, low), (high + 1, 65536)) if e - s > n + 1]
+    if not spans:
+        raise SystemExit("no room for UDP ports outside the ephemeral range")
     for _ in range(200):
-        base = random.randrange(20000, 60000 - n - 1)
+        start, end = random.choice(spans)
+        base = random.randrange(start, end - n - 1)
         held = []
         try:
             for p in range(base, base + n + 1):
