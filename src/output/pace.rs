@@ -30,9 +30,10 @@ pub const PARTIAL_FLUSH: Duration = Duration::from_millis(20);
 /// credit past that is lost rather than sent later at the input's rate
 /// plus headroom.
 const MAX_CREDIT: Duration = Duration::from_micros(200);
-/// Ticks of credit kept at least. Below a tick, a stream whose tick is
-/// longer than [`MAX_CREDIT`] (under about 400 Mbit/s) could send less per
-/// tick than arrives and left only by overdue flushes, [`MAX_DELAY`] late.
+/// Ticks of credit kept at least. With less than a tick's, a stream whose
+/// tick is longer than [`MAX_CREDIT`] (below about 370 Mbit/s at 7
+/// datagrams a tick) sent less per tick than arrived, and its bytes left
+/// in overdue flushes, [`MAX_DELAY`] late.
 const CREDIT_TICKS: f64 = 2.0;
 /// The first window, short so that little leaves unpaced at the start.
 pub const FIRST_WINDOW: Duration = Duration::from_millis(2);

@@ -54,9 +54,10 @@ const MAX_TICK: Duration = Duration::from_millis(20);
 /// 7 at 1 Gbit/s is a tick of 74 us, under the 95 us between `bench
 /// send`'s bursts of 9: a tick that comes late (this VM wakes a timer
 /// 16 us late at p50, 45 us at p99) still leaves a gap no longer than the
-/// input's. With 8 (84 us ticks) the worst of 16 outputs' p99 gap was
-/// 107-118 us against 101-107 with 7 (perf/relay.sh's input: 98 us); with
-/// 6 it was 2-4 us shorter again, for a sixth more sends.
+/// input's. 16 outputs of 1 Gbit/s (perf/relay.sh, whose input's p99 gap
+/// is 96-98 us): the worst output's p99 gap was 111-113 us with 8 (84 us
+/// ticks, three runs) and 100.5-107 us with 7; 6 took 2-4 us more off,
+/// for a sixth more sends and wake-ups.
 const DATAGRAMS_PER_TICK: f64 = 7.0;
 /// How often it wakes when nothing has arrived for [`IDLE_AFTER`]: an
 /// idle output costs 50 wake-ups a second, and the first data after a
@@ -464,7 +465,7 @@ fn grid_step(tick: Duration) -> Duration {
 /// worst output's p99 gap 105-107 us sending first, 108.5-111 taking in
 /// first. At 64 outputs, where rounds overrun the tick, both orders lost
 /// nothing and sent alike (p99 burst 169-177 datagrams); an earlier build
-/// lost 1.5-5 % of the input there sending first.)
+/// lost 1.5-5 % of the input there sending first.
 ///
 /// `tick` sizes what one tick may send: the interval between ticks while
 /// data flows ([`flowing_tick`] on the ticker's grid; an idle group's
@@ -507,7 +508,7 @@ mod tests {
         assert_eq!(grid_step(us(12_000)), us(10_000));
         assert_eq!(grid_step(MAX_TICK), MAX_TICK);
         // 1 Gbit/s: 73.7 us becomes 20 ms / 271.
-        assert_eq!(grid_step(us(73_700) / 1000), Duration::from_nanos(20_000_000 / 271));
+        assert_eq!(grid_step(Duration::from_nanos(73_700)), Duration::from_nanos(20_000_000 / 271));
         assert_eq!(grid_step(Duration::ZERO), Duration::from_nanos(1));
     }
 }
