@@ -88,8 +88,8 @@ impl Pacer {
     /// to whole datagrams; credit beyond that (a late tick) stays for the
     /// ticks after. Without the cap a tick 40 % late sent 40 % more at
     /// once: at 16 outputs of 1 Gbit/s the outputs' p99 burst was 13
-    /// datagrams against the input's 9 (perf/relay.sh). Only what is
-    /// overdue ([`MAX_DELAY`]) leaves past the cap.
+    /// datagrams against the input's 9 (perf/relay.sh's relay row, run
+    /// alone). Only what is overdue ([`MAX_DELAY`]) leaves past the cap.
     pub fn allowance(&mut self, now: Duration, queued: usize, tick: Duration, datagram: usize) -> usize {
         let Some(rate) = self.rate else {
             self.last_tick = Some(now);

@@ -86,14 +86,14 @@ async fn run<C: Clock>(group: Rc<ShardOutputs>, clock: C) {
             outputs.retain(|(key, _)| !leaving.contains(key));
         }
         let now = clock.now() - start;
-        let tick = ticker.interval(flowing_tick(outputs.iter().map(|(_, o)| o)));
-        round(&mut outputs, |(_, o)| o, now, tick);
+        let flowing = flowing_tick(outputs.iter().map(|(_, o)| o));
+        round(&mut outputs, |(_, o)| o, now, ticker.interval(flowing));
         // An output whose hub closed has sent what it held: it is done.
         outputs.retain(|(_, o)| !o.finished());
         if outputs.is_empty() {
             group.wake.notified().await;
             continue;
         }
-        ticker.wait(tick_for(outputs.iter().map(|(_, o)| o), now), &clock).await;
+        ticker.wait(tick_for(outputs.iter().map(|(_, o)| o), now, flowing), &clock).await;
     }
 }

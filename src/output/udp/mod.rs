@@ -54,10 +54,11 @@ const MAX_TICK: Duration = Duration::from_millis(20);
 /// 7 at 1 Gbit/s is a tick of 74 us, under the 95 us between `bench
 /// send`'s bursts of 9: a tick that comes late (this VM wakes a timer
 /// 16 us late at p50, 45 us at p99) still leaves a gap no longer than the
-/// input's. 16 outputs of 1 Gbit/s (perf/relay.sh, whose input's p99 gap
-/// is 96-98 us): the worst output's p99 gap was 111-113 us with 8 (84 us
-/// ticks, three runs) and 100.5-107 us with 7; 6 took 2-4 us more off,
-/// for a sixth more sends and wake-ups.
+/// input's. 16 outputs of 1 Gbit/s (perf/relay.sh's relay row, run alone
+/// for these comparisons; its input's p99 gap is 96-98 us): the worst
+/// output's p99 gap was 111-113 us with 8 (84 us ticks, three runs) and
+/// 100.5-107 us with 7; 6 took 2-4 us more off, for a sixth more sends
+/// and wake-ups.
 const DATAGRAMS_PER_TICK: f64 = 7.0;
 /// How often it wakes when nothing has arrived for [`IDLE_AFTER`]: an
 /// idle output costs 50 wake-ups a second, and the first data after a
@@ -355,11 +356,11 @@ fn flowing_tick<'a>(outputs: impl Iterator<Item = &'a UdpOutput>) -> Duration {
     Duration::from_secs_f64(finest).clamp(TICK, MAX_TICK)
 }
 
-/// The tick for `outputs` at `now`: flowing while any got data lately,
-/// idle otherwise.
-fn tick_for<'a>(outputs: impl Iterator<Item = &'a UdpOutput> + Clone, now: Duration) -> Duration {
-    let busy = outputs.clone().any(|o| o.last_arrival.is_some_and(|t| now.saturating_sub(t) < IDLE_AFTER));
-    if busy { flowing_tick(outputs) } else { IDLE_TICK }
+/// The tick for `outputs` at `now`: `flowing` (their [`flowing_tick`])
+/// while any got data lately, idle otherwise.
+fn tick_for<'a>(mut outputs: impl Iterator<Item = &'a UdpOutput>, now: Duration, flowing: Duration) -> Duration {
+    let busy = outputs.any(|o| o.last_arrival.is_some_and(|t| now.saturating_sub(t) < IDLE_AFTER));
+    if busy { flowing } else { IDLE_TICK }
 }
 
 /// The tick grid of an output task: one timer for all its outputs.
@@ -461,7 +462,8 @@ fn grid_step(tick: Duration) -> Duration {
 /// Sending first keeps each output's send at a steady offset from the
 /// tick: taking in first put the intake of the outputs before it, which
 /// varies with what the input just published, between the tick and its
-/// send. 16 outputs, three runs each of perf/relay.sh's relay row: the
+/// send. 16 outputs, three runs each of perf/relay.sh's relay row run
+/// alone: the
 /// worst output's p99 gap 105-107 us sending first, 108.5-111 taking in
 /// first. At 64 outputs, where rounds overrun the tick, both orders lost
 /// nothing and sent alike (p99 burst 169-177 datagrams); an earlier build
@@ -486,12 +488,12 @@ pub async fn run<C: Clock>(mut outputs: Vec<UdpOutput>, clock: C) -> Vec<UdpOutp
     let mut ticker = Ticker::new(start);
     loop {
         let now = clock.now() - start;
-        let tick = ticker.interval(flowing_tick(outputs.iter()));
-        round(&mut outputs, |o| o, now, tick);
+        let flowing = flowing_tick(outputs.iter());
+        round(&mut outputs, |o| o, now, ticker.interval(flowing));
         if outputs.iter().all(UdpOutput::finished) {
             break;
         }
-        ticker.wait(tick_for(outputs.iter(), now), &clock).await;
+        ticker.wait(tick_for(outputs.iter(), now, flowing), &clock).await;
     }
     outputs.iter().map(UdpOutput::report).collect()
 }
