@@ -22,7 +22,8 @@
 //! `wake only` run in which the writer sends no data and only wakes one
 //! reader task per burst, which every paced row pays since the readers'
 //! runtime sleeps between bursts. Last, the writer's unpaced rate with one
-//! subscriber that never reads, against none.
+//! subscriber that never reads, against none; the rate with none is also the
+//! floor under the writer's cost at 64 readers.
 //!
 //! The writer (main thread) is pinned to CPU 0 and the readers' runtime to
 //! CPU 1, as the node pins its shards.
@@ -561,6 +562,7 @@ fn main() {
     println!("  unpaced delivered/s at 64 readers vs broadcast: {:.2}x (>= 2: {})", h / b, verdict(h / b >= 2.0));
 
     println!("\nwriter alone, unpaced, items/s (best of 3 alternating runs)");
+    let broadcast_writer_64 = find(&unpaced, Kind::Broadcast, 64).writer_ns_per_published(&Pacing::default());
     for kind in [Kind::Hub, Kind::Broadcast] {
         let (mut none, mut one) = (0f64, 0f64);
         for _ in 0..3 {
@@ -574,5 +576,15 @@ fn main() {
             kind.name(),
             cost * 100.0
         );
+        if kind == Kind::Hub {
+            // With no reader at all nothing contends with the writer: what
+            // 64 readers add can only raise it.
+            let alone = 1e9 / none;
+            println!(
+                "  {:<10} unpaced writer floor (no reader at all): {alone:.1} ns/item = {:.3}x broadcast's at 64 readers",
+                "",
+                alone / broadcast_writer_64
+            );
+        }
     }
 }
