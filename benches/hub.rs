@@ -26,7 +26,9 @@
 //! floor under the writer's cost at 64 readers.
 //!
 //! The writer (main thread) is pinned to CPU 0 and the readers' runtime to
-//! CPU 1, as the node pins its shards.
+//! CPU 1, as the node pins its shards. `HUB_BENCH_READER_CPU=0` puts the
+//! readers' runtime on the writer's CPU instead: a wake-up then needs no
+//! IPI, which shows what the fan-outs cost apart from that.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) every row lasts a
 //! few milliseconds; `HUB_BENCH_QUICK=1` does the same under `cargo bench`.
@@ -66,6 +68,12 @@ fn process_cpu() -> Duration {
 
 fn thread_cpu() -> Duration {
     cpu(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// The CPU the readers' runtime is pinned to (`HUB_BENCH_READER_CPU`, 1 by
+/// default).
+fn reader_cpu() -> usize {
+    std::env::var("HUB_BENCH_READER_CPU").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
 }
 
 /// Pins the calling thread to one CPU, as the node pins its shards: the
@@ -332,7 +340,7 @@ fn run(kind: Kind, readers: usize, paced: bool, duration: Duration, pool: &[Byte
     let ready = Arc::new(Barrier::new(2));
     let ready2 = ready.clone();
     let reader_thread = thread::spawn(move || {
-        pin_to(1);
+        pin_to(reader_cpu());
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async move {
             let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
@@ -469,7 +477,8 @@ fn main() {
     }
     println!(
         "hub bench: capacity {CAPACITY}, {ITEM_BYTES}-byte Bytes, bursts of {BURST}; readers are tasks on one \
-         current-thread tokio runtime on a second thread{}",
+         current-thread tokio runtime on a second thread, pinned to CPU {} (the writer: CPU 0){}",
+        reader_cpu(),
         if quick { " (quick mode: figures are not meaningful)" } else { "" }
     );
     // What the pacing loop (sleeps, clock reads) costs per burst on its own.
