@@ -77,7 +77,7 @@ fn reader_cpu() -> usize {
 }
 
 /// Pins the calling thread to one CPU, as the node pins its shards: the
-/// writer on CPU 0, the readers' runtime on CPU 1 (if there is one).
+/// writer on CPU 0, the readers' runtime on [`reader_cpu`] (if there is one).
 fn pin_to(cpu: usize) {
     // Online CPUs, not `available_parallelism`: that reads the calling
     // thread's affinity, which a thread spawned by the pinned writer
