@@ -13,6 +13,7 @@ use loom::future::block_on;
 use loom::thread;
 
 use super::*;
+use crate::hub::counted::Counted;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -22,32 +23,8 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-/// A value that knows how many of its kind are alive (plain std atomics:
-/// only read once every thread has joined).
-#[derive(Debug)]
-struct Item(u64, std::sync::Arc<AtomicIsize>);
-
-impl Item {
-    fn new(v: u64, live: &std::sync::Arc<AtomicIsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Item(v, live.clone())
-    }
-}
-
-impl Clone for Item {
-    fn clone(&self) -> Self {
-        Item::new(self.0, &self.1)
-    }
-}
-
-impl Drop for Item {
-    fn drop(&mut self) {
-        self.1.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Receives until `Closed`: checks order, returns (received, lost).
-fn drain(mut s: Subscriber<Item>) -> (u64, u64) {
+fn drain(mut s: Subscriber<Counted>) -> (u64, u64) {
     let mut next = s.position();
     let (mut got, mut lost) = (0, 0);
     loop {
@@ -71,11 +48,11 @@ fn drain(mut s: Subscriber<Item>) -> (u64, u64) {
 fn publish_recv_close() {
     model(|| {
         let live = std::sync::Arc::new(AtomicIsize::new(0));
-        let (mut p, h) = Hub::<Item>::new(2).unwrap();
+        let (mut p, h) = Hub::<Counted>::new(2).unwrap();
         let s = h.subscribe(Start::Live);
         let reader = thread::spawn(move || drain(s));
         for i in 0..3 {
-            p.publish(Item::new(i, &live));
+            p.publish(Counted::new(i, &live));
         }
         drop(p);
         let (got, lost) = reader.join().unwrap();
@@ -89,12 +66,12 @@ fn publish_recv_close() {
 fn lag_with_capacity_one() {
     model(|| {
         let live = std::sync::Arc::new(AtomicIsize::new(0));
-        let (mut p, h) = Hub::<Item>::new(1).unwrap();
+        let (mut p, h) = Hub::<Counted>::new(1).unwrap();
         let s = h.subscribe(Start::Live);
         drop(h);
         let reader = thread::spawn(move || drain(s));
         for i in 0..3 {
-            p.publish(Item::new(i, &live));
+            p.publish(Counted::new(i, &live));
         }
         drop(p);
         let (got, lost) = reader.join().unwrap();
@@ -108,16 +85,16 @@ fn lag_with_capacity_one() {
 fn a_reader_mid_clone_while_the_writer_laps_it() {
     model(|| {
         let live = std::sync::Arc::new(AtomicIsize::new(0));
-        let (mut p, h) = Hub::<Item>::new(1).unwrap();
-        p.publish(Item::new(0, &live));
+        let (mut p, h) = Hub::<Counted>::new(1).unwrap();
+        p.publish(Counted::new(0, &live));
         let mut s = h.subscribe(Start::Oldest);
         let reader = thread::spawn(move || {
             let r = s.try_recv().map(|v| v.0);
             assert!(matches!(r, Ok(0) | Err(TryRecvError::Lagged(1 | 2))), "{r:?}");
             drop(s);
         });
-        p.publish(Item::new(1, &live));
-        p.publish(Item::new(2, &live));
+        p.publish(Counted::new(1, &live));
+        p.publish(Counted::new(2, &live));
         reader.join().unwrap();
         assert_eq!(live.load(Ordering::Relaxed), 1, "only the newest item is alive");
         drop((p, h));

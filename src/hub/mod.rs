@@ -27,6 +27,8 @@ mod notify;
 mod ring;
 mod sync;
 
+#[cfg(test)]
+mod counted;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(all(test, not(loom)))]

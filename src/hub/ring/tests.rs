@@ -1,31 +1,9 @@
 //! Unit tests of the slot ring, written to run under Miri.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::AtomicIsize;
 
 use super::*;
-
-/// An item that counts how many of its kind are alive.
-#[derive(Debug)]
-struct Counted(u64, std::sync::Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(v: u64, live: &std::sync::Arc<AtomicUsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Counted(v, live.clone())
-    }
-}
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        Counted::new(self.0, &self.1)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.1.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use crate::hub::counted::Counted;
 
 fn item(r: Read<Counted>) -> u64 {
     match r {
@@ -46,7 +24,7 @@ fn locate_maps_indices_to_chunks() {
 
 #[test]
 fn reads_in_order_then_empty_then_closed() {
-    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    let live = std::sync::Arc::new(AtomicIsize::new(0));
     let (ring, mut w) = Ring::new(4);
     assert!(matches!(ring.read(0), Read::Empty));
     for i in 0..3 {
@@ -67,7 +45,7 @@ fn reads_in_order_then_empty_then_closed() {
 
 #[test]
 fn overwritten_items_drop_at_once_and_lag_is_exact() {
-    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    let live = std::sync::Arc::new(AtomicIsize::new(0));
     let (ring, mut w) = Ring::new(4);
     for i in 0..10 {
         w.write(Counted::new(i, &live));
@@ -85,7 +63,7 @@ fn overwritten_items_drop_at_once_and_lag_is_exact() {
 
 #[test]
 fn a_pinned_item_is_dropped_by_its_last_reader() {
-    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    let live = std::sync::Arc::new(AtomicIsize::new(0));
     let (ring, mut w) = Ring::new(2);
     ring.add_reader();
     ring.add_reader();
@@ -119,7 +97,7 @@ fn a_pinned_item_is_dropped_by_its_last_reader() {
 
 #[test]
 fn pins_released_before_the_writer_comes_back_leave_it_the_node() {
-    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    let live = std::sync::Arc::new(AtomicIsize::new(0));
     let (ring, mut w) = Ring::new(2);
     ring.add_reader();
     w.write(Counted::new(0, &live));
@@ -139,7 +117,7 @@ fn pins_released_before_the_writer_comes_back_leave_it_the_node() {
 
 #[test]
 fn a_read_that_finds_its_slot_overwritten_reports_the_newer_edge() {
-    let live = std::sync::Arc::new(AtomicUsize::new(0));
+    let live = std::sync::Arc::new(AtomicIsize::new(0));
     let (ring, mut w) = Ring::new(2);
     for i in 0..3 {
         w.write(Counted::new(i, &live));
