@@ -21,7 +21,9 @@
 //! then the ratios the targets are stated in, and the floor under them: a
 //! `wake only` run in which the writer sends no data and only wakes one
 //! reader task per burst, which every paced row pays since the readers'
-//! runtime sleeps between bursts. Last, the writer's unpaced rate with one
+//! runtime sleeps between bursts; and a data floor, one `Bytes` clone and
+//! drop per delivery with no fan-out around it, which every fan-out handing
+//! each reader its own `Bytes` pays. Last, the writer's unpaced rate with one
 //! subscriber that never reads, against none; the rate with none is also the
 //! floor under the writer's cost at 64 readers.
 //!
@@ -47,6 +49,7 @@ use tokio::sync::{broadcast, mpsc};
 use uringest::clock::{Clock, SystemClock};
 use uringest::hub::{Hub, RecvError, Start};
 
+mod floor;
 mod sys;
 
 use sys::{pin_to, process_cpu, reader_cpu, thread_cpu, tight_timer_slack};
@@ -462,6 +465,16 @@ fn main() {
         floor.writer,
         floor.process - pacing.process
     );
+    // Rounds sized to a few million deliveries, or a few thousand in quick mode.
+    let clone_rounds = if quick { 1 } else { 16 };
+    let clone_drop: Vec<(usize, f64)> =
+        [8, 64].iter().map(|&n| (n, floor::clone_drop_ns(&pool, n, clone_rounds * 64 / n))).collect();
+    for &(n, ns) in &clone_drop {
+        println!(
+            "one Bytes clone and drop per delivery, no fan-out, {n:>2} readers' worth: {ns:.1} ns of CPU \
+             (the data floor of every row)"
+        );
+    }
     let mut paced = Vec::new();
     let mut unpaced = Vec::new();
     for &n in &counts {
@@ -497,6 +510,15 @@ fn main() {
         let net = (floor.process - pacing.process) / delivered_per_burst / b.net_cpu_ns_per_delivered(&pacing);
         println!(
             "  paced floor (one wake-up per burst, no data), {n:>2} readers: {raw:.3}x broadcast raw, {net:.3}x net"
+        );
+        // Add the data floor: no fan-out handing out owned `Bytes` goes below
+        // both together.
+        let data = clone_drop.iter().find(|&&(readers, _)| readers == n).map_or(0.0, |&(_, ns)| ns);
+        let raw = raw + data / b.cpu_ns_per_delivered();
+        let net = net + data / b.net_cpu_ns_per_delivered(&pacing);
+        println!(
+            "  paced floor (that, plus one Bytes clone and drop per delivery), {n:>2} readers: {raw:.3}x broadcast raw, \
+             {net:.3}x net"
         );
     }
     for (label, rows, p) in [("paced", &paced, pacing), ("unpaced", &unpaced, Pacing::default())] {
