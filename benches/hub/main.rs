@@ -465,7 +465,7 @@ fn main() {
         floor.writer,
         floor.process - pacing.process
     );
-    // Rounds sized to a few million deliveries, or a few thousand in quick mode.
+    // About four million deliveries per count (a quarter million in quick mode).
     let clone_rounds = if quick { 1 } else { 16 };
     let clone_drop: Vec<(usize, f64)> =
         [8, 64].iter().map(|&n| (n, floor::clone_drop_ns(&pool, n, clone_rounds * 64 / n))).collect();
